@@ -1,0 +1,205 @@
+"""Fake upstream servers on real loopback sockets.
+
+Each fake is an aiohttp.web application run in a background thread with its own
+event loop. Behaviour is chosen per request through the *model name* the gateway
+forwards, so a route target such as `mock:status=500` or `mock:first_delay=0.5,tokens=3`
+selects it without any side channel:
+
+    mock                      normal answer
+    mock:status=500           error response with that status (provider's error body)
+    mock:retry_after=2        adds a retry-after header to an error
+    mock:hang                 accept, never answer
+    mock:first_delay=0.5      wait before the first byte
+    mock:token_delay=0.01     wait between stream chunks
+    mock:tokens=50            number of content tokens
+    mock:drop_after=3         close the connection after N stream chunks
+    mock:garbage              200 with a body that is not the provider's format
+    mock:html_error           502 with an HTML body (a proxy in front of the provider)
+    mock:tools                answer with a tool call to the first tool sent
+    mock:parallel_tools       answer with two tool calls
+    mock:no_usage             omit usage
+    mock:cached=100           report that many cached prompt tokens
+
+Every request is recorded (`server.requests`) and every stream the client closed
+early is counted (`server.disconnects`), so tests can assert what the gateway sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    model: str
+    status: int | None = None
+    retry_after: str | None = None
+    hang: bool = False
+    first_delay: float = 0.0
+    token_delay: float = 0.0
+    tokens: int | None = None
+    drop_after: int | None = None
+    garbage: bool = False
+    html_error: bool = False
+    tools: bool = False
+    parallel_tools: bool = False
+    no_usage: bool = False
+    cached: int = 0
+    flags: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, model: str) -> "Behaviour":
+        b = cls(model=model)
+        _, _, spec = (model or "").partition(":")
+        for part in filter(None, spec.split(",")):
+            key, _, value = part.partition("=")
+            b.flags[key] = value
+            if key == "status":
+                b.status = int(value)
+            elif key == "retry_after":
+                b.retry_after = value
+            elif key in ("first_delay", "token_delay"):
+                setattr(b, key, float(value))
+            elif key in ("tokens", "drop_after", "cached"):
+                setattr(b, key, int(value))
+            elif key in ("hang", "garbage", "html_error", "tools", "parallel_tools", "no_usage"):
+                setattr(b, key, True)
+        return b
+
+    def words(self) -> list[str]:
+        if self.tokens is not None:
+            return [("tok%d" % i if i == 0 else " tok%d" % i) for i in range(self.tokens)]
+        text = "Hello world this is a mock completion"
+        first, *rest = text.split(" ")
+        return [first] + [" " + w for w in rest]
+
+
+def prompt_tokens_of(body: dict) -> int:
+    """Deterministic stand-in for a tokenizer: ~4 bytes a token."""
+    return max(1, len(json.dumps(body.get("messages", body.get("input", "")))) // 4)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict
+    body: dict | None
+    raw: bytes
+
+
+class FakeServer:
+    """Run an aiohttp app on 127.0.0.1:<free port> in a thread."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.disconnects = 0
+        self.completed_streams = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # subclasses add routes
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FakeServer":
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            self.routes(app)
+            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True, name=type(self).__name__)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.disconnects = 0
+        self.completed_streams = 0
+
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    async def record(self, request: web.Request) -> Recorded:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        rec = Recorded(request.method, request.path, request.query_string,
+                       {k.lower(): v for k, v in request.headers.items()}, body, raw)
+        self.requests.append(rec)
+        return rec
+
+    async def stream(self, request: web.Request, chunks, behaviour: Behaviour,
+                     content_type: str = "text/event-stream", headers: dict | None = None) -> web.StreamResponse:
+        """Write `chunks` (bytes) honouring first_delay/token_delay/drop_after; count disconnects."""
+        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache",
+                                                       **(headers or {})})
+        if behaviour.first_delay:
+            await asyncio.sleep(behaviour.first_delay)
+        try:
+            await resp.prepare(request)
+            for i, chunk in enumerate(chunks):
+                if behaviour.drop_after is not None and i >= behaviour.drop_after:
+                    # Abort the TCP connection mid-stream, as a crashed provider would.
+                    request.transport.abort()
+                    return resp
+                if i and behaviour.token_delay:
+                    await asyncio.sleep(behaviour.token_delay)
+                await resp.write(chunk)
+            await resp.write_eof()
+            self.completed_streams += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnects += 1
+            raise
+        return resp
+
+    async def maybe_fail(self, request: web.Request, behaviour: Behaviour, error_body) -> web.StreamResponse | None:
+        """Shared failure behaviours: hang, html_error, status=N (with the provider's error body)."""
+        if behaviour.hang:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.disconnects += 1
+                raise
+        if behaviour.first_delay and not request.get("stream"):
+            await asyncio.sleep(behaviour.first_delay)
+        if behaviour.html_error:
+            return web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+                                content_type="text/html")
+        if behaviour.status:
+            headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
+            return web.json_response(error_body(behaviour.status), status=behaviour.status, headers=headers)
+        if behaviour.garbage:
+            return web.Response(status=200, text="this is not json {", content_type="application/json")
+        return None
