@@ -122,7 +122,7 @@ class FakeServer:
             asyncio.set_event_loop(self._loop)
             app = web.Application(client_max_size=64 * 1024 * 1024)
             self.routes(app)
-            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             self._loop.run_until_complete(site.start())
@@ -137,7 +137,10 @@ class FakeServer:
 
     def stop(self) -> None:
         if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            try:
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            except Exception:  # a handler still hanging on purpose; the thread is a daemon
+                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
@@ -192,6 +195,10 @@ class FakeServer:
             except asyncio.CancelledError:
                 self.disconnects += 1
                 raise
+        if behaviour.drop_after == 0:
+            # Connection dropped before any response byte.
+            request.transport.abort()
+            raise ConnectionResetError("dropped by fake")
         if behaviour.first_delay and not request.get("stream"):
             await asyncio.sleep(behaviour.first_delay)
         if behaviour.html_error:

@@ -1,0 +1,62 @@
+from django import forms
+from django.contrib import admin, messages
+
+from .keys import display_prefix, generate_key, hash_key
+from .models import DailyUsage, UsageRecord, VirtualKey
+
+
+class VirtualKeyForm(forms.ModelForm):
+    class Meta:
+        model = VirtualKey
+        fields = ("name", "user", "allowed_routes", "rpm_limit", "tpm_limit", "expires_at", "revoked_at")
+
+
+@admin.register(VirtualKey)
+class VirtualKeyAdmin(admin.ModelAdmin):
+    form = VirtualKeyForm
+    list_display = ("prefix", "name", "user", "is_active", "expires_at", "revoked_at", "created_at")
+    list_filter = ("revoked_at", "expires_at")
+    search_fields = ("prefix", "name", "user__username")
+    filter_horizontal = ("allowed_routes",)
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            # The plaintext exists only in this response: shown once, stored as a hash.
+            plaintext = generate_key()
+            obj.prefix, obj.key_hash = display_prefix(plaintext), hash_key(plaintext)
+            messages.warning(request, f"New key for {obj.user} (shown once, copy it now): {plaintext}")
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        from .services import key_revoke
+
+        count = sum(key_revoke(key=str(k.id)) for k in queryset)
+        messages.success(request, f"Revoked {count} key(s).")
+
+    @admin.display(boolean=True)
+    def is_active(self, obj):
+        return obj.is_active
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "endpoint", "requested_model", "provider", "model", "status",
+                    "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "attempts", "stream")
+    list_filter = ("status", "provider", "route", "stream", "endpoint", "usage_estimated")
+    search_fields = ("request_id", "requested_model", "model", "session_id", "user__username")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in UsageRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(admin.ModelAdmin):
+    list_display = ("day", "user", "key", "route", "provider", "model", "requests", "errors", "prompt_tokens",
+                    "completion_tokens", "cost_usd")
+    list_filter = ("day", "provider", "route")

@@ -1,0 +1,29 @@
+"""ASGI entry point (Daphne). The proxy hot path is a plain ASGI app routed ahead
+of Django; admin, management API and reports are ordinary Django views."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_app = get_asgi_application()  # sets Django up before the proxy imports models
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from gateway.proxy import app as proxy  # noqa: E402
+
+
+async def http_app(scope, receive, send):
+    path = scope["path"]
+    if proxy.handles(path):
+        await proxy.app(scope, receive, send)
+    elif path == "/" and scope["method"] == "HEAD":
+        # Claude Code probes `HEAD /` before its first call: answer at once, no body.
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await django_app(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app})

@@ -1,0 +1,207 @@
+"""The YAML config format (design.md §5): import (idempotent upsert by name) and export.
+
+    providers:
+      - name: local-fast
+        type: ollama
+        model: qwen2.5-coder:14b
+        base_url: http://localhost:11434      # optional
+        api_key: ${OPENAI_API_KEY}            # ${VAR} / ${VAR:-default} from the environment
+        models:                               # optional: prices (USD per 1M tokens), context windows
+          - id: qwen2.5-coder:14b
+            context_window: 32768
+    routing:
+      default: local-fast                     # a provider or route name
+      fallback: cloud-strong                  # a name or a list, tried in order
+    routes:                                   # optional: named aliases clients can send as `model`
+      - name: smart
+        strategy: priority
+        targets: [cloud-strong, local-fast/qwen2.5-coder:7b]
+
+`routing.default` + `routing.fallback` become the route named `default`: its first
+target serves requests whose model resolves to nothing else, the rest is the
+fallback chain that is also appended to direct provider/model requests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+
+import yaml
+from django.db import transaction
+
+from providers.models import Provider, ProviderModel, ProviderType
+from routing.models import Route, RouteTarget
+
+from .snapshot import DEFAULT_ROUTE
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+PROVIDER_FIELDS = ("base_url", "region", "api_version", "aws_access_key_id", "aws_profile",
+                   "connect_timeout", "first_token_timeout", "total_timeout", "enabled", "extra_headers")
+SECRET_FIELDS = ("api_key", "aws_secret_access_key")
+PRICE_FIELDS = ("input_price", "output_price", "cache_read_price", "cache_write_price")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def expand(value):
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand(v) for k, v in value.items()}
+    return value
+
+
+def load(text: str) -> dict:
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("the config file must be a mapping with `providers` and `routing`")
+    return expand(data)
+
+
+def _target(spec, providers: dict[str, Provider]) -> tuple[Provider, str, int]:
+    if isinstance(spec, dict):
+        name, model, weight = spec.get("provider"), spec.get("model", ""), int(spec.get("weight", 1))
+    else:
+        name, _, model = str(spec).partition("/")
+        weight = 1
+    if name not in providers:
+        raise ConfigError(f"route target `{spec}` names an unknown provider")
+    return providers[name], model or "", weight
+
+
+@transaction.atomic
+def import_config(data: dict) -> dict:
+    """Upsert providers, models and routes by name. Returns counts."""
+    counts = {"providers": 0, "models": 0, "routes": 0}
+    providers: dict[str, Provider] = {p.name: p for p in Provider.objects.all()}
+    for spec in data.get("providers") or []:
+        if not isinstance(spec, dict) or not spec.get("name") or not spec.get("type"):
+            raise ConfigError(f"each provider needs `name` and `type`: {spec!r}")
+        if spec["type"] not in ProviderType.values:
+            raise ConfigError(f"provider `{spec['name']}`: unknown type `{spec['type']}` "
+                              f"(one of {', '.join(ProviderType.values)})")
+        provider = providers.get(spec["name"]) or Provider(name=spec["name"])
+        provider.type = spec["type"]
+        provider.default_model = spec.get("model", provider.default_model or "")
+        for field in PROVIDER_FIELDS + SECRET_FIELDS:
+            if field in spec:
+                setattr(provider, field, spec[field] if spec[field] is not None else "")
+        provider.full_clean(exclude=["base_url"])  # base_url may be http://localhost…
+        provider.save()
+        providers[provider.name] = provider
+        counts["providers"] += 1
+        for model in spec.get("models") or []:
+            model = {"id": model} if isinstance(model, str) else model
+            defaults = {f: Decimal(str(model[f])) for f in PRICE_FIELDS if model.get(f) is not None}
+            for f in ("context_window", "deployment"):
+                if f in model:
+                    defaults[f] = model[f]
+            ProviderModel.objects.update_or_create(provider=provider, model_id=model["id"], defaults=defaults)
+            counts["models"] += 1
+
+    routing = data.get("routing") or {}
+    route_specs = list(data.get("routes") or [])
+    if routing.get("default"):
+        fallback = routing.get("fallback") or []
+        fallback = [fallback] if isinstance(fallback, str) else list(fallback)
+        route_specs.append({"name": DEFAULT_ROUTE, "strategy": "priority",
+                            "targets": [routing["default"], *fallback]})
+    routes = {r.name: r for r in Route.objects.all()}
+    for spec in route_specs:
+        route = routes.get(spec["name"]) or Route(name=spec["name"])
+        route.strategy = spec.get("strategy", "priority")
+        route.description = spec.get("description", route.description or "")
+        route.save()
+        targets = []
+        for item in spec.get("targets") or []:
+            name = item.get("provider") if isinstance(item, dict) else str(item).partition("/")[0]
+            if name not in providers and name in routes:  # a route named as a target: inline its targets
+                targets += [(t.provider, t.model, t.weight) for t in routes[name].targets.all()]
+            else:
+                targets.append(_target(item, providers))
+        route.targets.all().delete()
+        RouteTarget.objects.bulk_create([RouteTarget(route=route, provider=p, model=m, weight=w, order=i)
+                                         for i, (p, m, w) in enumerate(targets)])
+        routes[route.name] = route
+        counts["routes"] += 1
+    return counts
+
+
+def export_config(include_secrets: bool = False) -> dict:
+    """The same format back. Secrets are written as ${ENV} placeholders unless asked for."""
+    out: dict = {"providers": [], "routes": []}
+    for p in Provider.objects.prefetch_related("models"):
+        spec = {"name": p.name, "type": p.type}
+        if p.default_model:
+            spec["model"] = p.default_model
+        for field in PROVIDER_FIELDS:
+            value = getattr(p, field)
+            default = Provider._meta.get_field(field).get_default()
+            if value not in ("", None) and value != default:
+                spec[field] = value
+        for field in SECRET_FIELDS:
+            if getattr(p, field):
+                spec[field] = getattr(p, field) if include_secrets else \
+                    "${%s_%s}" % (p.name.upper().replace("-", "_"), field.upper())
+        models = []
+        for m in p.models.all():
+            item = {"id": m.model_id}
+            if m.context_window:
+                item["context_window"] = m.context_window
+            if m.deployment:
+                item["deployment"] = m.deployment
+            for f in PRICE_FIELDS:
+                value = getattr(m, f)
+                if value:
+                    item[f] = float(value)
+            models.append(item)
+        if models:
+            spec["models"] = models
+        out["providers"].append(spec)
+    for r in Route.objects.prefetch_related("targets__provider"):
+        targets = [t.provider.name + ("/" + t.model if t.model else "") if t.weight == 1 else
+                   {"provider": t.provider.name, "model": t.model, "weight": t.weight} for t in r.targets.all()]
+        if r.name == DEFAULT_ROUTE and r.strategy == "priority" and targets and all(isinstance(t, str) for t in targets):
+            out["routing"] = {"default": targets[0]}
+            if len(targets) > 1:
+                out["routing"]["fallback"] = targets[1:] if len(targets) > 2 else targets[1]
+            continue
+        out["routes"].append({"name": r.name, "strategy": r.strategy, "targets": targets})
+    if not out["routes"]:
+        del out["routes"]
+    return out
+
+
+def dump(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+DEMO_CONFIG = """\
+# Junction demo config (used when no config.yaml exists). Edit in the admin or
+# copy to config.yaml and run `python manage.py import_config config.yaml`.
+providers:
+  - name: local-fast
+    type: ollama
+    model: qwen2.5-coder:14b
+    base_url: ${OLLAMA_HOST:-http://localhost:11434}
+{cloud}routing:
+  default: local-fast
+{fallback}"""
+
+
+def demo_config() -> str:
+    cloud, fallback = "", ""
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        cloud = ("  - name: cloud-strong\n    type: anthropic\n    model: claude-sonnet-4-5\n"
+                 "    api_key: ${ANTHROPIC_API_KEY}\n")
+    elif os.environ.get("OPENAI_API_KEY"):
+        cloud = "  - name: cloud-strong\n    type: openai\n    model: gpt-4o\n    api_key: ${OPENAI_API_KEY}\n"
+    if cloud:
+        fallback = "  fallback: cloud-strong\n"
+    return DEMO_CONFIG.format(cloud=cloud, fallback=fallback)

@@ -1,0 +1,87 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class VirtualKey(models.Model):
+    """A per-developer key. Only its SHA-256 is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="virtual_keys")
+    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_routes = models.ManyToManyField("routing.Route", blank=True,
+                                            help_text="Empty: every route and model.")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class UsageRecord(models.Model):
+    """One row per proxied request, written in batches off the hot path."""
+
+    request_id = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    endpoint = models.CharField(max_length=40)
+    requested_model = models.CharField(max_length=200, blank=True)
+    route = models.CharField(max_length=200, blank=True, db_index=True)
+    provider = models.CharField(max_length=100, blank=True, db_index=True)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    stream = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    latency_ms = models.FloatField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    attempt_chain = models.JSONField(default=list, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    client_disconnected = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"
+
+
+class DailyUsage(models.Model):
+    """UsageRecord rolled up per day × user × key × route × provider × model (Celery)."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL)
+    route = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        indexes = [models.Index(fields=["day", "user"])]

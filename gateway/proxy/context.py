@@ -1,0 +1,101 @@
+"""Per-request state and its UsageRecord row."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+
+from providers.codecs.canonical import Usage
+from routing.table import KeyInfo, ModelInfo
+
+SESSION_HEADERS = (b"agent-session-id", b"x-claude-code-session-id", b"session-id", b"x-session-id")
+
+
+class RequestContext:
+    __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
+                 "model", "model_info", "stream", "status", "error_type", "error_message", "usage", "ttft",
+                 "attempts", "session_id", "disconnected", "recorded", "chunks")
+
+    def __init__(self, endpoint: str) -> None:
+        self.request_id = "req_" + uuid.uuid4().hex
+        self.started = time.perf_counter()
+        self.wall = time.time()
+        self.endpoint = endpoint
+        self.key: KeyInfo | None = None
+        self.requested_model = ""
+        self.route = ""
+        self.provider = ""
+        self.model = ""
+        self.model_info: ModelInfo | None = None
+        self.stream = False
+        self.status = 0
+        self.error_type = ""
+        self.error_message = ""
+        self.usage: Usage | None = None
+        self.ttft: float | None = None
+        self.attempts: list[dict] = []
+        self.session_id = ""
+        self.disconnected = False
+        self.recorded = False
+        self.chunks = 0  # content-bearing stream events, for usage estimates
+
+    def fail(self, status: int, error_type: str, message: str) -> None:
+        self.status, self.error_type, self.error_message = status, error_type, message[:2000]
+
+    def cost(self) -> float:
+        usage, info = self.usage, self.model_info
+        if usage is None:
+            return 0.0
+        if usage.cost is not None:
+            return usage.cost
+        if info is None:
+            return 0.0
+        cached, written = usage.cache_read_tokens, usage.cache_write_tokens
+        uncached = max(usage.input_tokens - cached - written, 0)
+        read_price = info.cache_read_price if info.cache_read_price is not None else info.input_price
+        write_price = info.cache_write_price if info.cache_write_price is not None else info.input_price
+        return (uncached * info.input_price + cached * read_price + written * write_price
+                + usage.output_tokens * info.output_price) / 1_000_000
+
+    def to_record(self) -> dict:
+        usage = self.usage or Usage()
+        key = self.key
+        return {
+            "request_id": self.request_id,
+            "created_at": datetime.fromtimestamp(self.wall, tz=timezone.utc),
+            "key_id": key.id if key else None,
+            "user_id": key.user_id if key else None,
+            "endpoint": self.endpoint,
+            "requested_model": self.requested_model[:200],
+            "route": self.route[:200],
+            "provider": self.provider,
+            "model": self.model[:200],
+            "status": self.status,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "stream": self.stream,
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "cached_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "usage_estimated": usage.estimated,
+            "cost_usd": round(self.cost(), 8),
+            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "ttft_ms": None if self.ttft is None else round(self.ttft * 1000, 3),
+            "attempts": len(self.attempts),
+            "attempt_chain": self.attempts,
+            "session_id": self.session_id[:200],
+            "client_disconnected": self.disconnected,
+        }
+
+    def response_headers(self) -> dict[str, str]:
+        return {
+            "x-request-id": self.request_id,
+            "x-gateway-route": self.route,
+            "x-gateway-provider": self.provider,
+            "x-gateway-model": self.model,
+            "x-gateway-attempts": str(len(self.attempts)),
+            "x-gateway-cache": "bypass",
+        }

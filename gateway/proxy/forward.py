@@ -1,0 +1,235 @@
+"""Send a resolved request to its candidates in order and relay the answer.
+
+Fallback rule (design.md §1): the next candidate is tried only while nothing has
+been sent to the client. For streams the gateway waits for the upstream's first
+body chunk before sending the client its response headers, so a provider that
+fails, stalls or drops before its first token still falls back. After that, a
+failure ends the stream with the client format's error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import orjson
+
+from providers.adapters import get_adapter
+from providers.codecs import canonical as c
+from providers.codecs import get_codec
+from providers.codecs.errors import GatewayError
+from routing.router import Candidate, Plan
+
+from .context import RequestContext
+from .io import encode_headers, send_bytes
+from .streams import DecoderTap, OpenAIChatTap, Translator, openai_usage
+
+
+class Exchange:
+    """One client request: its body in the client's format, lazily decoded."""
+
+    def __init__(self, ctx: RequestContext, client_format: str, endpoint: str, body: dict, send) -> None:
+        self.ctx = ctx
+        self.client_format = client_format
+        self.client_codec = get_codec(client_format)
+        self.endpoint = endpoint
+        self.body = body
+        self.send = send
+        self.stream = bool(body.get("stream")) if endpoint == "chat" else False
+        self.committed = False
+        self._canonical: c.Request | None = None
+
+    @property
+    def canonical(self) -> c.Request:
+        if self._canonical is None:
+            self._canonical = self.client_codec.decode_request(self.body)
+        return self._canonical
+
+    def client_wants_usage(self) -> bool:
+        if self.client_format == "openai_chat":
+            options = self.body.get("stream_options")
+            return isinstance(options, dict) and bool(options.get("include_usage"))
+        return True  # every other format always reports usage
+
+    async def run(self, plan: Plan) -> None:
+        last_error: GatewayError | None = None
+        for index, candidate in enumerate(plan.candidates):
+            more = index + 1 < len(plan.candidates)
+            started = time.perf_counter()
+            attempt = {"provider": candidate.provider.name, "model": candidate.model}
+            self.ctx.attempts.append(attempt)
+            self.ctx.provider, self.ctx.model = candidate.provider.name, candidate.model
+            self.ctx.model_info = candidate.provider.model_info(candidate.model)
+            try:
+                async with asyncio.timeout(candidate.provider.total_timeout):
+                    await self._attempt(candidate)
+                attempt["status"] = self.ctx.status or 200
+                attempt["ms"] = round((time.perf_counter() - started) * 1000, 1)
+                return
+            except TimeoutError:
+                error = GatewayError("timeout", f"upstream {candidate.provider.name} exceeded its total timeout "
+                                                f"({candidate.provider.total_timeout:g}s)", 504, retryable=True)
+            except GatewayError as exc:
+                error = exc
+            attempt["status"] = error.status
+            attempt["error"] = error.type
+            attempt["ms"] = round((time.perf_counter() - started) * 1000, 1)
+            last_error = error
+            if self.committed:
+                # Too late to fall back: end the stream in the client's format.
+                await self._send_stream_error(error)
+                return
+            if not (error.retryable and more):
+                break
+        assert last_error is not None
+        raise last_error
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(self, candidate: Candidate) -> None:
+        provider = candidate.provider
+        adapter = get_adapter(provider.type)
+        if adapter is None:
+            raise GatewayError("api_error", f"provider type `{provider.type}` is not supported yet", 501,
+                               retryable=True)
+        upstream_format = adapter.wire_format
+        passthrough = upstream_format == self.client_format
+        upstream_codec = get_codec(upstream_format)
+        if passthrough:
+            body = dict(self.body)  # shallow: the adapter only replaces top-level fields
+        else:
+            request = self.canonical
+            translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
+            translated.model = candidate.model
+            body = upstream_codec.encode_request(translated)
+        upstream = adapter.build(provider, candidate.model, body, self.endpoint, self.stream, orjson.dumps)
+        response = await adapter.send(upstream, provider)
+        try:
+            if response.status_code >= 400:
+                raw = await self._read(response, provider.name)
+                raise upstream_codec.decode_error(response.status_code, raw)
+            if self.stream:
+                media = response.headers.get("content-type", "")
+                if media.startswith(("application/json", "text/html", "text/plain")):
+                    # A stream was asked for and a document came back: an error or garbage.
+                    raw = await self._read(response, provider.name)
+                    raise GatewayError("bad_gateway", f"upstream {provider.name} answered a stream request "
+                                                      f"with {media.split(';')[0]}: {raw[:120]!r}", 502,
+                                       retryable=True)
+                await self._relay_stream(response, passthrough, upstream_codec, provider.name)
+            else:
+                await self._relay_body(response, passthrough, upstream_codec, provider.name)
+        finally:
+            await response.aclose()
+
+    async def _read(self, response: httpx.Response, name: str) -> bytes:
+        try:
+            return await response.aread()
+        except httpx.TimeoutException:
+            raise GatewayError("timeout", f"upstream {name} timed out while sending its response", 504,
+                               retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise GatewayError("bad_gateway", f"upstream {name} broke off its response: {type(exc).__name__}",
+                               502, retryable=True) from None
+
+    async def _relay_body(self, response: httpx.Response, passthrough: bool, upstream_codec, name: str) -> None:
+        ctx = self.ctx
+        raw = await self._read(response, name)
+        ctx.ttft = time.perf_counter() - ctx.started
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError
+        except ValueError:
+            raise GatewayError("bad_gateway", f"upstream {name} returned a body that is not JSON: "
+                                              f"{raw[:120]!r}", 502, retryable=True) from None
+        if passthrough:
+            usage = obj.get("usage") if self.client_format == "openai_chat" else None
+            if isinstance(usage, dict):
+                ctx.usage = openai_usage(usage)
+            elif self.client_format != "openai_chat":
+                ctx.usage = upstream_codec.usage_from_response(obj)
+            out = raw
+        else:
+            try:
+                decoded = upstream_codec.decode_response(obj)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise GatewayError("bad_gateway", f"upstream {name} returned an unexpected body "
+                                                  f"({type(exc).__name__})", 502, retryable=True) from None
+            ctx.usage = decoded.usage
+            out = orjson.dumps(self.client_codec.encode_response(decoded, self.canonical))
+        if ctx.usage is None:
+            ctx.usage = self._estimate(raw)
+        ctx.status = 200
+        self.committed = True
+        await send_bytes(self.send, 200, out, "application/json", ctx.response_headers())
+
+    async def _relay_stream(self, response: httpx.Response, passthrough: bool, upstream_codec, name: str) -> None:
+        ctx = self.ctx
+        chunks = response.aiter_raw()
+        try:
+            first = b""
+            while not first:
+                first = await chunks.__anext__()
+        except StopAsyncIteration:
+            raise GatewayError("bad_gateway", f"upstream {name} closed the stream before sending anything", 502,
+                               retryable=True) from None
+        except httpx.TimeoutException:
+            raise GatewayError("timeout", f"upstream {name} sent no first token in time", 504,
+                               retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise GatewayError("bad_gateway", f"upstream {name} failed before the first token: "
+                                              f"{type(exc).__name__}", 502, retryable=True) from None
+        ctx.ttft = time.perf_counter() - ctx.started
+        if passthrough and self.client_format == "openai_chat":
+            pipeline = OpenAIChatTap(ctx, self.client_wants_usage())
+        elif passthrough:
+            pipeline = DecoderTap(ctx, upstream_codec, self._stream_request())
+        else:
+            pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
+        self.pipeline = pipeline
+        out = pipeline.feed(first)
+        headers = ctx.response_headers()
+        headers["cache-control"] = "no-cache"
+        send = self.send
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", self.client_codec.stream_media_type.encode())]
+                    + encode_headers(headers)})
+        self.committed = True
+        ctx.status = 200
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        try:
+            async for chunk in chunks:
+                out = pipeline.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+        except httpx.TimeoutException:
+            raise GatewayError("timeout", f"upstream {name} stalled mid-stream", 504) from None
+        except httpx.HTTPError as exc:
+            raise GatewayError("bad_gateway", f"upstream {name} broke off the stream: {type(exc).__name__}",
+                               502) from None
+        tail = pipeline.close()
+        if ctx.usage is None:
+            ctx.usage = self._estimate(b"")
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _send_stream_error(self, error: GatewayError) -> None:
+        pipeline = getattr(self, "pipeline", None)
+        body = pipeline.error(error) if pipeline is not None else b""
+        if self.ctx.usage is None:
+            self.ctx.usage = self._estimate(b"")
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _stream_request(self) -> c.Request:
+        """What a same-format encoder needs to write an error event: no full decode."""
+        return c.Request(model=str(self.body.get("model", "")), messages=[], stream=True)
+
+    def _estimate(self, raw: bytes) -> c.Usage:
+        """No usage from upstream: ~4 bytes a prompt token, ~1 token a stream event."""
+        prompt = max(1, len(orjson.dumps(self.body.get("messages") or self.body.get("input") or "")) // 4)
+        completion = self.ctx.chunks if self.stream else max(0, len(raw) // 4)
+        return c.Usage(input_tokens=prompt, output_tokens=completion, estimated=True)

@@ -1,0 +1,136 @@
+"""The config snapshot: built from the database at start-up and whenever the config
+version changes, then read lock-free by the hot path.
+
+Cross-process invalidation: every config save rewrites a small version file in
+the data directory (atomic rename, so its inode changes). Each request compares
+`os.stat()` of it (about a microsecond) with the version its snapshot was built
+from; on a change the first request rebuilds (single-flight) and the rest wait
+for it, so a revoked key is refused on the very next request. Processes on other
+hosts share the data directory or set REDIS_URL (the version is then mirrored in
+the cache and polled once a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+
+from django.conf import settings
+
+from routing.table import EMPTY, ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo, RouteInfo, TargetInfo
+
+log = logging.getLogger("junction.snapshot")
+
+_current: ConfigSnapshot = EMPTY
+_lock: asyncio.Lock | None = None
+DEFAULT_ROUTE = "default"
+
+
+def bump_version() -> None:
+    path = settings.GATEWAY_CONFIG_VERSION_FILE
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(uuid.uuid4().hex)
+    os.replace(tmp, path)
+
+
+def current_version() -> object:
+    try:
+        st = os.stat(settings.GATEWAY_CONFIG_VERSION_FILE)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def build_snapshot(version: object = None) -> ConfigSnapshot:
+    """Synchronous: reads every config table once. Never called on the event loop."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from gateway.models import VirtualKey
+    from providers.models import Provider
+    from routing.models import Route
+
+    try:
+        providers: dict[str, ProviderInfo] = {}
+        model_index: dict[str, list[str]] = {}
+        for p in Provider.objects.filter(enabled=True).prefetch_related("models"):
+            models = {}
+            for m in p.models.all():
+                if not m.enabled:
+                    continue
+                models[m.model_id] = ModelInfo(
+                    m.model_id, m.context_window, m.deployment, float(m.input_price), float(m.output_price),
+                    None if m.cache_read_price is None else float(m.cache_read_price),
+                    None if m.cache_write_price is None else float(m.cache_write_price))
+                model_index.setdefault(m.model_id, []).append(p.name)
+            providers[p.name] = ProviderInfo(
+                name=p.name, type=p.type, base_url=p.effective_base_url(), default_model=p.default_model,
+                api_key=p.api_key or "", region=p.region, api_version=p.api_version,
+                aws_access_key_id=p.aws_access_key_id, aws_secret_access_key=p.aws_secret_access_key or "",
+                aws_profile=p.aws_profile,
+                extra_headers=tuple((str(k), str(v)) for k, v in (p.extra_headers or {}).items()),
+                connect_timeout=p.connect_timeout, first_token_timeout=p.first_token_timeout,
+                total_timeout=p.total_timeout, models=models)
+
+        routes: dict[str, RouteInfo] = {}
+        for r in Route.objects.filter(enabled=True).prefetch_related("targets__provider"):
+            targets = tuple(
+                TargetInfo(t.provider.name, t.model or t.provider.default_model, t.weight)
+                for t in r.targets.all() if t.provider.enabled)
+            routes[r.name] = RouteInfo(r.name, r.strategy, targets)
+
+        keys: dict[str, KeyInfo] = {}
+        for k in VirtualKey.objects.select_related("user").prefetch_related("allowed_routes"):
+            allowed = frozenset(r.name for r in k.allowed_routes.all()) or None
+            keys[k.key_hash] = KeyInfo(
+                id=k.id, user_id=k.user_id, username=k.user.get_username(), prefix=k.prefix,
+                expires_at=k.expires_at.timestamp() if k.expires_at else None,
+                revoked=k.revoked_at is not None, allowed_routes=allowed,
+                rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit)
+
+        anonymous = None
+        if settings.GATEWAY_ALLOW_ANONYMOUS:
+            user, _ = get_user_model().objects.get_or_create(username="anonymous", defaults={"is_active": False})
+            anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous")
+
+        default = routes.get(DEFAULT_ROUTE)
+        return ConfigSnapshot(
+            version=version, providers=providers, routes=routes, keys=keys,
+            default_route=DEFAULT_ROUTE if default else None,
+            fallback=default.targets[1:] if default else (),
+            model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous)
+    finally:
+        connection.close()  # built in a worker thread: do not leave its connection open
+
+
+def get_snapshot_nowait() -> ConfigSnapshot:
+    return _current
+
+
+async def get_snapshot() -> ConfigSnapshot:
+    """The current snapshot, rebuilt first if the config version moved."""
+    global _current, _lock
+    version = current_version()
+    snap = _current
+    if snap is not EMPTY and snap.version == version:
+        return snap
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _current is not EMPTY and _current.version == version:
+            return _current
+        started = time.perf_counter()
+        _current = await asyncio.to_thread(build_snapshot, version)
+        log.info("config snapshot rebuilt in %.1f ms", (time.perf_counter() - started) * 1000)
+        return _current
+
+
+def refresh_sync() -> ConfigSnapshot:
+    """Build at start-up (or in tests) outside any event loop."""
+    global _current
+    _current = build_snapshot(current_version())
+    return _current

@@ -1,0 +1,74 @@
+from django.db import models
+
+from gateway.crypto import EncryptedTextField
+
+
+class ProviderType(models.TextChoices):
+    OPENAI = "openai", "OpenAI (or any OpenAI-compatible server)"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OLLAMA = "ollama", "Ollama"
+    OPENROUTER = "openrouter", "OpenRouter"
+    BEDROCK = "bedrock", "AWS Bedrock"
+    AZURE = "azure", "Azure OpenAI"
+
+
+DEFAULT_BASE_URLS = {
+    ProviderType.OPENAI: "https://api.openai.com/v1",
+    ProviderType.ANTHROPIC: "https://api.anthropic.com",
+    ProviderType.OLLAMA: "http://localhost:11434",
+    ProviderType.OPENROUTER: "https://openrouter.ai/api/v1",
+    ProviderType.BEDROCK: "",  # derived from the region
+    ProviderType.AZURE: "",  # https://<resource>.openai.azure.com
+}
+
+
+class Provider(models.Model):
+    name = models.SlugField(max_length=100, unique=True, help_text="Used in routes and as a model alias.")
+    type = models.CharField(max_length=20, choices=ProviderType.choices)
+    base_url = models.URLField(blank=True, help_text="Empty: the type's default. OpenAI-compatible types include "
+                                                     "the version path (…/v1); anthropic and ollama are the host root.")
+    default_model = models.CharField(max_length=200, blank=True, help_text="Model used when a request names "
+                                                                           "this provider.")
+    api_key = EncryptedTextField(blank=True, help_text="Encrypted at rest; never shown after saving.")
+    region = models.CharField(max_length=40, blank=True, help_text="AWS region (bedrock).")
+    api_version = models.CharField(max_length=40, blank=True, help_text="Azure api-version.")
+    aws_access_key_id = models.CharField(max_length=128, blank=True)
+    aws_secret_access_key = EncryptedTextField(blank=True)
+    aws_profile = models.CharField(max_length=100, blank=True)
+    extra_headers = models.JSONField(default=dict, blank=True, help_text="Sent with every upstream request.")
+    connect_timeout = models.FloatField(default=5.0)
+    first_token_timeout = models.FloatField(default=60.0, help_text="Seconds to the first response byte.")
+    total_timeout = models.FloatField(default=600.0)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def effective_base_url(self) -> str:
+        return (self.base_url or DEFAULT_BASE_URLS.get(self.type, "")).rstrip("/")
+
+
+class ProviderModel(models.Model):
+    """An upstream model a provider serves, with prices in USD per 1M tokens."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200)
+    deployment = models.CharField(max_length=200, blank=True, help_text="Azure deployment name for this model.")
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cache_read_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["provider__name", "model_id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "model_id"], name="unique_provider_model")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.model_id}"

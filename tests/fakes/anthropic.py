@@ -1,0 +1,282 @@
+"""Fake Anthropic API: POST /v1/messages (stream and not), POST /v1/messages/count_tokens, GET /v1/models.
+
+Byte layout follows the public API reference and real captures: SSE events
+`event: NAME\\ndata: {compact json}\\n\\n` in the order message_start,
+content_block_start, ping, content_block_delta*, content_block_stop, (next
+block ...), message_delta (stop_reason + cumulative `usage.output_tokens`),
+message_stop. Error bodies are `{"type": "error", "error": {"type", "message"},
+"request_id"}` with Anthropic's statuses (529 overloaded_error, 429
+rate_limit_error + retry-after, ...).
+
+Headers are checked like the real API: `x-api-key` missing -> 401
+authentication_error, `anthropic-version` missing -> 400. A few body rules the
+real API enforces are checked too (max_tokens required, thinking budget >= 1024
+and < max_tokens, temperature only 1 with thinking), so a gateway that encodes
+an invalid request fails here as it would upstream.
+
+Behaviour via the model name, as in base.py, plus:
+    mock:thinking            a thinking block (thinking_delta chunks + signature_delta) before the answer
+    mock:mid_error           an `event: error` overloaded_error after a few deltas, then the stream ends
+    mock:cache_write=200     report that many prompt tokens written to the cache
+    mock:context_length      400 "prompt is too long: 250000 tokens > 200000 maximum"
+    mock:length              stop_reason max_tokens
+    mock:cached=100          report that many prompt tokens read from the cache
+(`no_usage` omits usage from the non-stream body and from message_start; message_delta
+keeps `output_tokens`, which the official SDKs require.)
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from .base import Behaviour, FakeServer
+
+ERRORS = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "model: not found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit "
+                              "(https://docs.claude.com/en/api/rate-limits); see the response headers for current "
+                              "usage. Please reduce the prompt length or the maximum tokens requested, or try again "
+                              "later."),
+    500: ("api_error", "Internal server error"),
+    504: ("timeout_error", "Request timed out"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+SIGNATURE = "EqQBCkYIBxgCKkBfakeSignatureForTestsOnlyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
+THINKING = "The user wants a short answer. Let me think about which tool fits best before replying."
+
+MODELS = [
+    ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z"),
+    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+]
+
+
+def anthropic_error_body(status: int, message: str | None = None, request_id: str = "req_fake0000") -> dict:
+    type_, default = ERRORS.get(status, ("api_error" if status >= 500 else "invalid_request_error",
+                                         "Upstream error %d." % status))
+    return {"type": "error", "error": {"type": type_, "message": message or default}, "request_id": request_id}
+
+
+def error_response(status: int, message: str | None = None, headers: dict | None = None) -> web.Response:
+    return web.json_response(anthropic_error_body(status, message), status=status, headers=headers)
+
+
+def event_bytes(name: str, obj: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+def input_tokens_of(body: dict) -> int:
+    """Deterministic tokenizer stand-in (~4 bytes a token) over what the model reads."""
+    seen = [body.get("system"), body.get("messages"), body.get("tools")]
+    return max(1, len(json.dumps(seen)) // 4)
+
+
+class FakeAnthropic(FakeServer):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        app.router.add_get("/v1/models", self.models)
+
+    # ------------------------------------------------------------------ checks
+
+    def check_headers(self, rec) -> web.Response | None:
+        if not rec.headers.get("x-api-key"):
+            return error_response(401, "x-api-key header is required")
+        if not rec.headers.get("anthropic-version"):
+            return error_response(400, "anthropic-version: header is required")
+        return None
+
+    @staticmethod
+    def check_body(body: dict, count_only: bool = False) -> str | None:
+        if not isinstance(body.get("model"), str):
+            return "model: Field required"
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "messages: Field required"
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+            if m.get("content") in ("", []):
+                return f"messages.{i}: all messages must have non-empty content"
+        if count_only:
+            return None
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int):
+            return "max_tokens: Field required"
+        thinking = body.get("thinking") or {}
+        if thinking.get("type") == "enabled":
+            budget = thinking.get("budget_tokens")
+            if not isinstance(budget, int) or budget < 1024:
+                return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            if budget >= max_tokens:
+                return "`max_tokens` must be greater than `thinking.budget_tokens`."
+            if body.get("temperature") not in (None, 1):
+                return "`temperature` may only be set to 1 when thinking is enabled or in interleaved thinking mode."
+        return None
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def models(self, request: web.Request) -> web.Response:
+        rec = await self.record(request)
+        bad = self.check_headers(rec)
+        if bad is not None:
+            return bad
+        data = [{"type": "model", "id": i, "display_name": n, "created_at": c} for i, n, c in MODELS]
+        return web.json_response({"data": data, "has_more": False, "first_id": data[0]["id"],
+                                  "last_id": data[-1]["id"]})
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        rec = await self.record(request)
+        bad = self.check_headers(rec)
+        if bad is not None:
+            return bad
+        body = rec.body
+        if not isinstance(body, dict):
+            return error_response(400, "request body must be a JSON object")
+        problem = self.check_body(body, count_only=True)
+        if problem:
+            return error_response(400, problem)
+        behaviour = Behaviour.parse(body.get("model", ""))
+        failed = await self.maybe_fail(request, behaviour, anthropic_error_body)
+        if failed is not None:
+            return failed
+        return web.json_response({"input_tokens": input_tokens_of(body)})
+
+    def usage(self, body: dict, behaviour: Behaviour, output_tokens: int) -> dict:
+        return {"input_tokens": input_tokens_of(body),
+                "cache_creation_input_tokens": int(behaviour.flags.get("cache_write") or 0),
+                "cache_read_input_tokens": behaviour.cached, "output_tokens": output_tokens,
+                "service_tier": "standard"}
+
+    def tool_uses(self, body: dict, behaviour: Behaviour) -> list[dict]:
+        tools = [t for t in (body.get("tools") or []) if "input_schema" in t]
+        if not (behaviour.tools or behaviour.parallel_tools) or not tools:
+            return []
+        uses = [{"type": "tool_use", "id": "toolu_fake0001", "name": tools[0]["name"],
+                 "input": {"path": "src", "depth": 2}}]
+        if behaviour.parallel_tools:
+            uses.append({"type": "tool_use", "id": "toolu_fake0002", "name": tools[1 if len(tools) > 1 else 0]["name"],
+                         "input": {"path": "README.md"}})
+        return uses
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        rec = await self.record(request)
+        bad = self.check_headers(rec)
+        if bad is not None:
+            return bad
+        body = rec.body
+        if not isinstance(body, dict):
+            return error_response(400, "request body must be a JSON object")
+        problem = self.check_body(body)
+        if problem:
+            return error_response(400, problem)
+        behaviour = Behaviour.parse(body.get("model", ""))
+        if "context_length" in behaviour.flags:
+            return error_response(400, "prompt is too long: 250000 tokens > 200000 maximum")
+        request["stream"] = bool(body.get("stream"))
+        failed = await self.maybe_fail(request, behaviour, anthropic_error_body)
+        if failed is not None:
+            if failed.status == 429 and "retry-after" not in failed.headers:
+                failed.headers["retry-after"] = "1"  # Anthropic always sends one with a 429
+            return failed
+
+        uses = self.tool_uses(body, behaviour)
+        words = [] if uses else behaviour.words()
+        thinking = "thinking" in behaviour.flags
+        thinking_words = [w + " " for w in THINKING.split(" ")] if thinking else []
+        output_tokens = (len(words) + len(thinking_words)
+                         + sum(len(json.dumps(u["input"])) // 4 for u in uses))
+        stop = "tool_use" if uses else ("max_tokens" if "length" in behaviour.flags else "end_turn")
+        ident = "msg_fake%016d" % len(self.requests)
+        headers = {"request-id": "req_fake%016d" % len(self.requests), "anthropic-organization-id": "fake-org"}
+
+        if not body.get("stream"):
+            content: list[dict] = []
+            if thinking:
+                content.append({"type": "thinking", "thinking": "".join(thinking_words), "signature": SIGNATURE})
+            if words:
+                content.append({"type": "text", "text": "".join(words)})
+            content.extend(uses)
+            out = {"id": ident, "type": "message", "role": "assistant", "model": behaviour.model,
+                   "content": content, "stop_reason": stop, "stop_sequence": None}
+            if not behaviour.no_usage:
+                out["usage"] = self.usage(body, behaviour, output_tokens)
+            return web.json_response(out, headers=headers)
+
+        message = {"id": ident, "type": "message", "role": "assistant", "model": behaviour.model, "content": [],
+                   "stop_reason": None, "stop_sequence": None}
+        if not behaviour.no_usage:
+            message["usage"] = self.usage(body, behaviour, 1)
+        chunks = [event_bytes("message_start", {"type": "message_start", "message": message})]
+        index = 0
+        pinged = False
+
+        def start(block: dict) -> None:
+            nonlocal pinged
+            chunks.append(event_bytes("content_block_start",
+                                      {"type": "content_block_start", "index": index, "content_block": block}))
+            if not pinged:
+                chunks.append(PING)
+                pinged = True
+
+        def delta(d: dict) -> None:
+            chunks.append(event_bytes("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                              "delta": d}))
+
+        def stop_block() -> None:
+            chunks.append(event_bytes("content_block_stop", {"type": "content_block_stop", "index": index}))
+
+        if thinking:
+            start({"type": "thinking", "thinking": "", "signature": ""})
+            for w in thinking_words:
+                delta({"type": "thinking_delta", "thinking": w})
+            delta({"type": "signature_delta", "signature": SIGNATURE})
+            stop_block()
+            index += 1
+        if words:
+            start({"type": "text", "text": ""})
+            for w in words:
+                delta({"type": "text_delta", "text": w})
+            stop_block()
+            index += 1
+        for use in uses:
+            start({"type": "tool_use", "id": use["id"], "name": use["name"], "input": {}})
+            args = json.dumps(use["input"], separators=(",", ":"))
+            delta({"type": "input_json_delta", "partial_json": ""})  # the API sends an empty one first
+            for j in range(0, len(args), 8):
+                delta({"type": "input_json_delta", "partial_json": args[j:j + 8]})
+            stop_block()
+            index += 1
+
+        if "mid_error" in behaviour.flags:
+            # message_start + first block start + ping + 3 deltas, then the error event
+            cut = 3 + 3
+            chunks = chunks[:cut] + [event_bytes("error", {"type": "error", "error": {
+                "type": "overloaded_error", "message": "Overloaded"}})]
+            return await self.stream(request, chunks, behaviour, headers=headers)
+
+        chunks.append(event_bytes("message_delta", {"type": "message_delta",
+                                                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                                                    "usage": {"output_tokens": output_tokens}}))
+        chunks.append(event_bytes("message_stop", {"type": "message_stop"}))
+        return await self.stream(request, chunks, behaviour, headers=headers)
+
+
+if __name__ == "__main__":  # manual use: python -m tests.fakes.anthropic PORT
+    import sys
+    import threading
+    server = FakeAnthropic()
+    server.port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server.start()
+    print(server.url, flush=True)
+    threading.Event().wait()
