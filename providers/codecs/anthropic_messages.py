@@ -110,10 +110,6 @@ _REQUEST_KEYS = frozenset({"model", "messages", "system", "tools", "tool_choice"
 _TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control"})
 
 
-def _dumps(obj) -> bytes:
-    return orjson.dumps(obj)
-
-
 # =========================================================================== usage
 
 

@@ -230,11 +230,16 @@ class OllamaCodec(Codec):
                     # A tool message with no call to answer: keep its text rather than
                     # invent a tool_result that no upstream would accept.
                     block = TextBlock("Tool result%s:\n%s" % (" (%s)" % wanted_name if wanted_name else "", text))
-                # Consecutive tool messages share one canonical user turn.
+                # Consecutive tool messages share one canonical user turn, tool results first.
                 last = messages[-1] if messages else None
-                if last and last.role == "user" and last.content and isinstance(last.content[-1], ToolResultBlock) \
-                        and isinstance(block, ToolResultBlock):
-                    last.content.append(block)
+                if last and last.role == "user" and last.content and isinstance(last.content[0], ToolResultBlock):
+                    if isinstance(block, ToolResultBlock):
+                        at = 0
+                        while at < len(last.content) and isinstance(last.content[at], ToolResultBlock):
+                            at += 1
+                        last.content.insert(at, block)
+                    else:
+                        last.content.append(block)
                 else:
                     messages.append(Message("user", [block]))
                 continue

@@ -919,8 +919,8 @@ class OpenAIChatCodec(Codec):
         if not message:
             message = _excerpt(body or b"")
         kind = _classify(status, message, code, wire_type)
-        if kind == "context_length" and code is None:
-            code = "context_length_exceeded"
+        if kind == "context_length":
+            code = "context_length_exceeded"  # one code for clients, whatever the server called it
         # "upstream error (HTTP n)" tells the user the provider said it, not the gateway.
         return GatewayError(kind, f"upstream error (HTTP {status}): {message}", status,
                             retryable=is_retryable_status(status),
@@ -1229,7 +1229,7 @@ class OpenAIChatStreamEncoder(StreamEncoder):
             self._blocks[event.index] = n
             # The first fragment carries index, id and name together and a string
             # `arguments` (Goose drops calls otherwise).
-            call = {"index": n, "id": block.id, "type": "function",
+            call = {"index": n, "type": "function",
                     "function": {"name": block.name, "arguments": _dumps_str(block.input) if block.input else ""}}
             return self._chunk(b'{"tool_calls":[' + orjson.dumps(call) + b"]}")
         if isinstance(block, ThinkingBlock):

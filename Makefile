@@ -1,0 +1,37 @@
+# Junction: `make run` (quick start) and `make test` (whole suite) are the two commands.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+.PHONY: run test bench venv dev-venv clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.dev-installed
+
+## Set up and run the gateway on embedded defaults (SQLite, no Redis) with config.yaml or the demo config.
+run: venv
+	$(PY) manage.py bootstrap
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+## Set up and run the whole test suite.
+test: dev-venv
+	$(PY) -m pytest -q
+
+## Gateway vs. direct upstream, same run (see tests/bench.py).
+bench: dev-venv
+	$(PY) -m tests.bench --seconds 5 --requests 1000 --translated
+
+clean:
+	rm -rf $(VENV) data
