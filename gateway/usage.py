@@ -80,12 +80,21 @@ class UsageRecorder:
 
     @staticmethod
     def _write(batch: list[dict]) -> None:
-        from django.db import close_old_connections
+        """One executemany INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL):
+        the ORM's bulk_create costs several times more CPU per row, and this thread
+        shares the GIL with the event loop."""
+        from django.db import close_old_connections, connection, transaction
 
         from .models import UsageRecord
 
+        fields = [UsageRecord._meta.get_field(name) for name in batch[0]]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        sql = (f"INSERT INTO {connection.ops.quote_name(UsageRecord._meta.db_table)} ({columns}) "
+               f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING")
+        rows = [[f.get_db_prep_save(row[f.attname], connection) for f in fields] for row in batch]
         try:
-            UsageRecord.objects.bulk_create([UsageRecord(**fields) for fields in batch], ignore_conflicts=True)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
         finally:
             close_old_connections()
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import orjson
 
 from providers.adapters import get_adapter
+from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError
@@ -106,14 +106,14 @@ class Exchange:
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, self.stream, orjson.dumps)
         response = await adapter.send(upstream, provider)
         try:
-            if response.status_code >= 400:
-                raw = await self._read(response, provider.name)
-                raise upstream_codec.decode_error(response.status_code, raw)
+            if response.status >= 400:
+                raw = await response.read()
+                raise upstream_codec.decode_error(response.status, raw)
             if self.stream:
                 media = response.headers.get("content-type", "")
                 if media.startswith(("application/json", "text/html", "text/plain")):
                     # A stream was asked for and a document came back: an error or garbage.
-                    raw = await self._read(response, provider.name)
+                    raw = await response.read()
                     raise GatewayError("bad_gateway", f"upstream {provider.name} answered a stream request "
                                                       f"with {media.split(';')[0]}: {raw[:120]!r}", 502,
                                        retryable=True)
@@ -121,21 +121,12 @@ class Exchange:
             else:
                 await self._relay_body(response, passthrough, upstream_codec, provider.name)
         finally:
-            await response.aclose()
+            response.close()
 
-    async def _read(self, response: httpx.Response, name: str) -> bytes:
-        try:
-            return await response.aread()
-        except httpx.TimeoutException:
-            raise GatewayError("timeout", f"upstream {name} timed out while sending its response", 504,
-                               retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise GatewayError("bad_gateway", f"upstream {name} broke off its response: {type(exc).__name__}",
-                               502, retryable=True) from None
-
-    async def _relay_body(self, response: httpx.Response, passthrough: bool, upstream_codec, name: str) -> None:
+    async def _relay_body(self, response: UpstreamResponse, passthrough: bool, upstream_codec,
+                          name: str) -> None:
         ctx = self.ctx
-        raw = await self._read(response, name)
+        raw = await response.read()
         ctx.ttft = time.perf_counter() - ctx.started
         try:
             obj = orjson.loads(raw)
@@ -167,22 +158,15 @@ class Exchange:
         self.committed = True
         await send_bytes(self.send, 200, out, "application/json", ctx.response_headers())
 
-    async def _relay_stream(self, response: httpx.Response, passthrough: bool, upstream_codec, name: str) -> None:
+    async def _relay_stream(self, response: UpstreamResponse, passthrough: bool, upstream_codec,
+                            name: str) -> None:
         ctx = self.ctx
-        chunks = response.aiter_raw()
+        chunks = response.chunks()
         try:
-            first = b""
-            while not first:
-                first = await chunks.__anext__()
+            first = await chunks.__anext__()
         except StopAsyncIteration:
             raise GatewayError("bad_gateway", f"upstream {name} closed the stream before sending anything", 502,
                                retryable=True) from None
-        except httpx.TimeoutException:
-            raise GatewayError("timeout", f"upstream {name} sent no first token in time", 504,
-                               retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise GatewayError("bad_gateway", f"upstream {name} failed before the first token: "
-                                              f"{type(exc).__name__}", 502, retryable=True) from None
         ctx.ttft = time.perf_counter() - ctx.started
         if passthrough and self.client_format == "openai_chat":
             pipeline = OpenAIChatTap(ctx, self.client_wants_usage())
@@ -202,16 +186,10 @@ class Exchange:
         ctx.status = 200
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
-        try:
-            async for chunk in chunks:
-                out = pipeline.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-        except httpx.TimeoutException:
-            raise GatewayError("timeout", f"upstream {name} stalled mid-stream", 504) from None
-        except httpx.HTTPError as exc:
-            raise GatewayError("bad_gateway", f"upstream {name} broke off the stream: {type(exc).__name__}",
-                               502) from None
+        async for chunk in chunks:
+            out = pipeline.feed(chunk)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
         tail = pipeline.close()
         if ctx.usage is None:
             ctx.usage = self._estimate(b"")

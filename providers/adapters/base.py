@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncio
+
 import aiohttp
-import httpx
 
 from providers import http
 from providers.codecs.errors import GatewayError
@@ -50,28 +51,61 @@ class Adapter:
         headers.update(provider.extra_headers)
         return UpstreamRequest("POST", self.url(provider, model, endpoint, stream), headers, dumps(body))
 
-    async def send(self, request: UpstreamRequest, provider: ProviderInfo) -> httpx.Response:
-        """Send and return once response headers arrived (body not read)."""
-        timeout = httpx.Timeout(connect=provider.connect_timeout, read=provider.first_token_timeout,
-                                write=provider.connect_timeout, pool=provider.connect_timeout)
-        client = http.client()
-        req = client.build_request(request.method, request.url, headers=request.headers, content=request.content,
-                                   timeout=timeout)
+    async def send(self, request: UpstreamRequest, provider: ProviderInfo) -> "UpstreamResponse":
+        """Send and return once response headers arrived (body not read yet).
+        `sock_read` bounds the wait for the first byte and every stall after it."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout,
+                                        sock_read=provider.first_token_timeout)
         try:
-            return await client.send(req, stream=True)
-        except httpx.TimeoutException as exc:
-            if _refused(exc):
-                raise GatewayError("bad_gateway", f"upstream {provider.name} unreachable: {exc.__cause__}",
-                                   502, retryable=True) from None
-            raise GatewayError("timeout", f"upstream {provider.name} timed out ({type(exc).__name__})",
-                               504, retryable=True) from None
-        except httpx.HTTPError as exc:
+            response = await http.session().request(request.method, request.url, headers=request.headers,
+                                                    data=request.content, timeout=timeout, allow_redirects=False)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayError("timeout", f"upstream {provider.name} timed out", 504, retryable=True) from None
+        except aiohttp.ClientError as exc:
             raise GatewayError("bad_gateway", f"upstream {provider.name} unreachable: {type(exc).__name__}: "
                                               f"{str(exc)[:200]}", 502, retryable=True) from None
+        return UpstreamResponse(response, provider.name)
 
 
-def _refused(exc: Exception) -> bool:
-    """httpx-aiohttp maps every aiohttp connection error, refused ones included, to
-    ConnectTimeout; tell a refused/unresolvable host (502) from a real timeout (504)."""
-    cause = exc.__cause__
-    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError)
+class UpstreamResponse:
+    """A thin view of an upstream response that turns transport failures into
+    GatewayErrors (retryable: the caller decides whether it may still fall back)."""
+
+    __slots__ = ("_response", "_name", "status", "headers")
+
+    def __init__(self, response: aiohttp.ClientResponse, name: str) -> None:
+        self._response = response
+        self._name = name
+        self.status = response.status
+        self.headers = response.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayError("timeout", f"upstream {self._name} timed out while sending its response", 504,
+                               retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError("bad_gateway", f"upstream {self._name} broke off its response: "
+                                              f"{type(exc).__name__}", 502, retryable=True) from None
+
+    async def chunks(self):
+        """Body chunks as they arrive."""
+        content = self._response.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayError("timeout", f"upstream {self._name} stalled (no bytes within its first-token "
+                                          f"timeout)", 504, retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError("bad_gateway", f"upstream {self._name} broke off the stream: "
+                                              f"{type(exc).__name__}", 502, retryable=True) from None
+
+    def close(self) -> None:
+        # Releasing an unfinished response closes its connection (not returned to the
+        # pool), which is what tells the provider to stop generating.
+        self._response.release() if self._response.content.is_eof() else self._response.close()

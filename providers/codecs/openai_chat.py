@@ -322,12 +322,13 @@ def _image_from_part(part: dict, where: str) -> ImageBlock:
     return ImageBlock(url=url, detail=detail, cache_control=part.get("cache_control"))
 
 
-def _decode_parts(content, where: str, images: bool) -> list[Block]:
-    """Message content: a string or an array of content parts."""
-    if isinstance(content, str):
+def _decode_parts(content, i: int, images: bool) -> list[Block]:
+    """Content of messages[i]: a string or an array of content parts."""
+    if type(content) is str:
         return [TextBlock(content)] if content else []
     if content is None:
         return []
+    where = f"messages[{i}].content"
     if not isinstance(content, list):
         raise _bad(f"{where} must be a string or an array of content parts")
     blocks: list[Block] = []
@@ -347,32 +348,38 @@ def _decode_parts(content, where: str, images: bool) -> list[Block]:
     return blocks
 
 
-def _tool_use_in(call, where: str) -> ToolUseBlock:
+def _tool_use_in(call, i: int, j: int) -> ToolUseBlock:
+    # The field path for error messages is only formatted when there is an error:
+    # this runs for every tool call of every replayed turn.
     if not isinstance(call, dict):
-        raise _bad(f"{where} must be an object")
+        raise _bad(f"messages[{i}].tool_calls[{j}] must be an object")
     kind = call.get("type", "function")
     if kind != "function":
-        raise UnsupportedFeature(f"{where}: tool call type {kind!r} is not supported")
+        raise UnsupportedFeature(f"messages[{i}].tool_calls[{j}]: tool call type {kind!r} is not supported")
     fn = call.get("function")
     call_id = call.get("id")
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-        raise _bad(f"{where}.function.name must be a non-empty string")
+        raise _bad(f"messages[{i}].tool_calls[{j}].function.name must be a non-empty string")
     if not isinstance(call_id, str) or not call_id:
-        raise _bad(f"{where}.id must be a non-empty string")
+        raise _bad(f"messages[{i}].tool_calls[{j}].id must be a non-empty string")
     raw = fn.get("arguments")
-    if isinstance(raw, dict):
-        args = raw
-    elif raw is None or (isinstance(raw, str) and not raw.strip()):
-        args = {}
-    elif isinstance(raw, str):
+    if isinstance(raw, str) and raw:
         try:
             args = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise _bad(f"{where}.function.arguments is not valid JSON ({exc}): {raw[:100]!r}") from None
+            if raw.strip():
+                raise _bad(f"messages[{i}].tool_calls[{j}].function.arguments is not valid JSON ({exc}): "
+                           f"{raw[:100]!r}") from None
+            args = {}
         if not isinstance(args, dict):
-            raise _bad(f"{where}.function.arguments must encode a JSON object, got {raw[:100]!r}")
+            raise _bad(f"messages[{i}].tool_calls[{j}].function.arguments must encode a JSON object, "
+                       f"got {raw[:100]!r}")
+    elif isinstance(raw, dict):
+        args = raw
+    elif raw is None or raw == "":
+        args = {}
     else:
-        raise _bad(f"{where}.function.arguments must be a JSON string")
+        raise _bad(f"messages[{i}].tool_calls[{j}].function.arguments must be a JSON string")
     return ToolUseBlock(id=call_id, name=fn["name"], input=args)
 
 
@@ -506,9 +513,8 @@ class OpenAIChatCodec(Codec):
             if not isinstance(msg, dict):
                 raise _bad(f"messages[{i}] must be an object")
             role = msg.get("role")
-            where = f"messages[{i}].content"
             if role == "user":
-                blocks = _decode_parts(msg.get("content"), where, images=True)
+                blocks = _decode_parts(msg.get("content"), i, images=True)
                 self._message_cache_control(msg, blocks)
                 messages.append(Message("user", blocks))
                 after_tool = False
@@ -519,7 +525,7 @@ class OpenAIChatCodec(Codec):
                 call_id = msg.get("tool_call_id")
                 if not isinstance(call_id, str) or not call_id:
                     raise _bad(f"messages[{i}].tool_call_id must be a non-empty string")
-                result = ToolResultBlock(call_id, _decode_parts(msg.get("content"), where, images=True),
+                result = ToolResultBlock(call_id, _decode_parts(msg.get("content"), i, images=True),
                                          cache_control=msg.get("cache_control"))
                 # Anthropic (and Bedrock) need all results of one assistant turn in
                 # one user message.
@@ -529,7 +535,7 @@ class OpenAIChatCodec(Codec):
                     messages.append(Message("user", [result]))
                 after_tool = True
             elif role == "system" or role == "developer":
-                blocks = _decode_parts(msg.get("content"), where, images=False)
+                blocks = _decode_parts(msg.get("content"), i, images=False)
                 self._message_cache_control(msg, blocks)
                 system.extend(blocks)  # type: ignore[arg-type]  (text only: images=False)
             elif role == "function":
@@ -594,7 +600,9 @@ class OpenAIChatCodec(Codec):
     @staticmethod
     def _message_cache_control(msg: dict, blocks: list[Block]) -> None:
         # LiteLLM also accepts cache_control on the message itself (string content).
-        cc = msg.get("cache_control")
+        if "cache_control" not in msg:
+            return
+        cc = msg["cache_control"]
         if cc and blocks and getattr(blocks[-1], "cache_control", None) is None:
             blocks[-1].cache_control = cc  # type: ignore[union-attr]
 
@@ -602,7 +610,7 @@ class OpenAIChatCodec(Codec):
     def _assistant_in(msg: dict, i: int) -> list[Block]:
         blocks = _thinking_in(msg)  # thinking first, as Anthropic requires
         content = msg.get("content")
-        text = _decode_parts(content, f"messages[{i}].content", images=False)
+        text = _decode_parts(content, i, images=False)
         if not text and isinstance(msg.get("refusal"), str) and msg["refusal"]:
             text = [TextBlock(msg["refusal"])]
         OpenAIChatCodec._message_cache_control(msg, text)
@@ -611,7 +619,7 @@ class OpenAIChatCodec(Codec):
         if calls is not None:
             if not isinstance(calls, list):
                 raise _bad(f"messages[{i}].tool_calls must be an array")
-            blocks.extend(_tool_use_in(c, f"messages[{i}].tool_calls[{j}]") for j, c in enumerate(calls))
+            blocks.extend(_tool_use_in(c, i, j) for j, c in enumerate(calls))
         if msg.get("function_call") is not None:
             raise UnsupportedFeature(f"messages[{i}]: legacy 'function_call' is not supported; use tool_calls")
         return blocks
@@ -1229,7 +1237,7 @@ class OpenAIChatStreamEncoder(StreamEncoder):
             self._blocks[event.index] = n
             # The first fragment carries index, id and name together and a string
             # `arguments` (Goose drops calls otherwise).
-            call = {"index": n, "type": "function",
+            call = {"index": n, "id": block.id, "type": "function",
                     "function": {"name": block.name, "arguments": _dumps_str(block.input) if block.input else ""}}
             return self._chunk(b'{"tool_calls":[' + orjson.dumps(call) + b"]}")
         if isinstance(block, ThinkingBlock):

@@ -569,8 +569,9 @@ class TestEncodeRequest:
             system=[TextBlock("sys", {"type": "ephemeral"})],
             messages=[Message("user", [TextBlock("hi", {"type": "ephemeral"})])],
             tools=[Tool("Read", cache_control={"type": "ephemeral"})]))
-        assert out["messages"][0]["content"] == [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}]
-        assert out["messages"][1]["content"] == [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]
+        marker = {"type": "ephemeral"}
+        assert out["messages"][0]["content"] == [{"type": "text", "text": "sys", "cache_control": marker}]
+        assert out["messages"][1]["content"] == [{"type": "text", "text": "hi", "cache_control": marker}]
         assert out["tools"][0]["cache_control"] == {"type": "ephemeral"}
 
     def test_thinking_history_can_be_switched_off_for_strict_upstreams(self):
@@ -803,8 +804,9 @@ class TestStreamDecoder:
     def test_reasoning_then_content_opens_a_thinking_then_a_text_block(self):
         data = b"".join(data_line({"id": "c", "model": "deepseek", "choices": [{"index": 0, "delta": d}]}) for d in [
             {"role": "assistant", "content": ""}, {"reasoning_content": "Let me"}, {"reasoning": " think"},
-            {"content": "Answer"}]) + data_line({"id": "c", "choices": [{"index": 0, "delta": {},
-                                                                          "finish_reason": "stop"}]}) + b"data: [DONE]\n\n"
+            {"content": "Answer"}])
+        data += data_line({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        data += b"data: [DONE]\n\n"
         events = decode_stream(data)
         assert events[1:7] == [BlockStart(0, ThinkingBlock("")), BlockDelta(0, "thinking", "Let me"),
                                BlockDelta(0, "thinking", " think"), BlockStop(0), BlockStart(1, TextBlock("")),
@@ -1192,6 +1194,7 @@ class TestErrors:
         assert "required" in fastapi.message
         openrouter = CODEC.decode_error(429, orjson.dumps({"error": {
             "message": "Provider returned error", "code": 429,
-            "metadata": {"raw": "claude-sonnet-4 is temporarily rate-limited upstream", "provider_name": "Anthropic"}}}))
+            "metadata": {"raw": "claude-sonnet-4 is temporarily rate-limited upstream",
+                         "provider_name": "Anthropic"}}}))
         assert "Anthropic: claude-sonnet-4 is temporarily rate-limited upstream" in openrouter.message
         assert openrouter.type == "rate_limit" and openrouter.retryable
