@@ -17,8 +17,9 @@ Tools
     * Hosted tools (web_search, file_search, computer_use_preview, code_interpreter, mcp,
       custom, ... and namespaces holding non-function tools) become
       `Tool(name=<name or type>, extra={"hosted": <original dict>})`. This codec passes them
-      through verbatim; codecs of other formats must check `Tool.extra.get("hosted")` and raise
-      UnsupportedFeature.
+      through verbatim when the client spoke Responses too, and raises UnsupportedFeature for a
+      `hosted` tool of any other source format; codecs of other formats must check
+      `Tool.extra.get("hosted")` and raise UnsupportedFeature.
 
 Reasoning items <-> ThinkingBlock
     * thinking = summary texts joined with a blank line (reasoning_text content if no summary).
@@ -241,7 +242,10 @@ def _encode_tools(tools: list[Tool], same_format: bool) -> list[dict]:
     for t in tools:
         extra = t.extra or {}
         hosted = extra.get("hosted")
-        if isinstance(hosted, dict) and hosted.get("type"):
+        if hosted is not None:
+            if not same_format or not isinstance(hosted, dict):
+                # another format's server-side tool: its dict means nothing to OpenAI
+                raise UnsupportedFeature(f"hosted tool '{t.name}' cannot be sent to an OpenAI Responses upstream")
             out.append(hosted)
             continue
         fn: dict = {"type": "function"}
@@ -983,6 +987,14 @@ def _reasoning_item(item_id: str, text: str, enc: str | None) -> dict:
     return item
 
 
+def _echo_tools(request: Request) -> list[dict]:
+    """The client's tools as the response object echoes them (never raises)."""
+    try:
+        return _encode_tools(request.tools or [], True)
+    except GatewayError:
+        return []
+
+
 def _instructions_echo(request: Request):
     layout = request.extra.get(LAYOUT_KEY) if request.extra else None
     if layout and layout[0][0] == "instructions" and request.system:
@@ -1019,7 +1031,7 @@ def response_object(request: Request, ident: str, created_at: int, status: str, 
         "temperature": request.temperature if request.temperature is not None else 1.0,
         "text": text,
         "tool_choice": (extra.get("_tool_choice") or _encode_tool_choice(tc, ns_map)) if tc else "auto",
-        "tools": tools if tools is not None else _encode_tools(request.tools or [], request.source_format == NAME),
+        "tools": tools if tools is not None else _echo_tools(request),
         "top_logprobs": extra.get("top_logprobs") or 0,
         "top_p": request.top_p if request.top_p is not None else 1.0,
         "truncation": extra.get("truncation") or "disabled",
@@ -1044,6 +1056,8 @@ class ResponsesStreamDecoder(StreamDecoder):
         self._item_ids: dict[str, int] = {}  # item id -> output_index
         self._has_calls = False
         self._refused = False
+        self._text_items: set[int] = set()  # output indexes of messages that produced text blocks
+        self._text_done: set = set()  # text parts already closed
 
     # -- helpers
     def _start(self, out: list, data: dict | None = None) -> None:
@@ -1073,8 +1087,14 @@ class ResponsesStreamDecoder(StreamDecoder):
         return self._item_ids.get(data.get("item_id"), -1)
 
     def _text_delta(self, out: list, data: dict, delta: str) -> None:
-        key = ("text", self._output_index(data), data.get("content_index") or 0)
-        state = self._blocks.get(key) or self._open(out, key, TextBlock(""), "text")
+        oi = self._output_index(data)
+        key = ("text", oi, data.get("content_index") or 0)
+        state = self._blocks.get(key)
+        if state is None:
+            if key in self._text_done:
+                return  # a late done/part event for a part already closed
+            state = self._open(out, key, TextBlock(""), "text")
+            self._text_items.add(oi)
         if delta:
             state[2] = True
             out.append(BlockDelta(state[0], "text", delta))
@@ -1104,7 +1124,9 @@ class ResponsesStreamDecoder(StreamDecoder):
                 continue  # keep-alives and junk are skipped; close() reports a missing end
             if not isinstance(data, dict):
                 continue
-            self._handle(data.get("type") or event, data, out)
+            kind = data.get("type") or event
+            if isinstance(kind, str):
+                self._handle(kind, data, out)
         return out
 
     def _handle(self, kind: str, data: dict, out: list) -> None:
@@ -1146,6 +1168,7 @@ class ResponsesStreamDecoder(StreamDecoder):
                     self._text_delta(out, data, text)
             if kind == "response.content_part.done":
                 self._close(out, key)
+                self._text_done.add(key)
         elif kind == "response.output_item.added":
             self._item_added(data, out)
         elif kind == "response.output_item.done":
@@ -1210,7 +1233,7 @@ class ResponsesStreamDecoder(StreamDecoder):
         kind = item.get("type") or self._items.get(oi)
         if kind == "message":
             keys = [k for k in self._blocks if k[0] == "text" and k[1] == oi]
-            if not keys:  # a message that was never streamed part by part
+            if oi not in self._text_items:  # a message that was never streamed part by part
                 for ci, part in enumerate(item.get("content") or ()):
                     if isinstance(part, dict) and (part.get("text") or part.get("refusal")):
                         if part.get("type") == "refusal":
@@ -1259,7 +1282,7 @@ class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request) -> None:
         self._request = request
         self._ns_map = _namespace_map(request.tools)
-        self._tools = _encode_tools(request.tools or [], request.source_format == NAME)
+        self._tools = _echo_tools(request)
         self._seq = 0
         self._id = ""
         self._created_at = int(time.time())
