@@ -74,7 +74,7 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
                 aws_profile=p.aws_profile,
                 extra_headers=tuple((str(k), str(v)) for k, v in (p.extra_headers or {}).items()),
                 connect_timeout=p.connect_timeout, first_token_timeout=p.first_token_timeout,
-                total_timeout=p.total_timeout, models=models)
+                total_timeout=p.total_timeout, wire_api=p.wire_api, models=models)
 
         routes: dict[str, RouteInfo] = {}
         for r in Route.objects.filter(enabled=True).prefetch_related("targets__provider"):

@@ -47,7 +47,7 @@ class ProviderAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "type", "base_url", "default_model", "enabled")}),
         ("Credentials", {"fields": ("api_key", "clear_api_key", "aws_access_key_id", "aws_secret_access_key",
                                     "clear_aws_secret_access_key", "aws_profile", "region", "api_version")}),
-        ("Behaviour", {"fields": ("extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
+        ("Behaviour", {"fields": ("wire_api", "extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
     )
 
     @admin.display(boolean=True, description="secret set")

@@ -8,6 +8,7 @@ by botocore.eventstream.EventStreamBuffer. Pure Python, no Django.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Mapping
 
 from botocore.auth import SigV4Auth
@@ -34,7 +35,9 @@ def sign_request(method: str, url: str, headers: Mapping[str, str] | None, body:
     e.g. `/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse`); botocore
     applies SigV4's second round of encoding for the canonical request itself.
     The Host header is derived from the URL (and must match what the HTTP client
-    sends, which httpx does). `credentials` is anything with access_key /
+    sends, which httpx and aiohttp do). The path must go out byte for byte as
+    signed: httpx keeps it; aiohttp/yarl re-quote (`%3A` -> `:`) unless given
+    `yarl.URL(url, encoded=True)`. `credentials` is anything with access_key /
     secret_key / token (a botocore Credentials, refreshable ones included, or the
     frozen ReadOnlyCredentials that `resolve_credentials` returns).
     """
@@ -95,29 +98,33 @@ class EventStreamDecoder:
     Any byte chunking is fine; frames are CRC-checked by botocore.
     """
 
-    __slots__ = ("_buffer", "_failed")
+    __slots__ = ("_buffer", "_failed", "_buffered")
 
     def __init__(self) -> None:
         self._buffer = EventStreamBuffer()
         self._failed = False
+        self._buffered = 0  # bytes fed but not yet consumed by a complete frame
 
     def feed(self, chunk: bytes) -> list[tuple[str, str, dict]]:
         if self._failed:
             raise EventStreamDecodeError("event stream already failed")
         if chunk:
             self._buffer.add_data(chunk)
+            self._buffered += len(chunk)
         out: list[tuple[str, str, dict]] = []
         try:
             for message in self._buffer:
+                self._buffered -= message.prelude.total_length
                 out.append(self._convert(message.headers, message.payload))
-        except ParserError as exc:
+        except (ParserError, KeyError, IndexError, ValueError, struct.error) as exc:
+            # ParserError: bad prelude/CRC/size; the others: a CRC-valid frame with malformed headers.
             self._failed = True
             raise EventStreamDecodeError(str(exc)) from exc
         return out
 
     def pending(self) -> bool:
         """True when a partial frame is buffered (the stream was cut mid-frame)."""
-        return bool(self._buffer._data)  # botocore keeps unparsed bytes there
+        return self._buffered > 0
 
     @staticmethod
     def _convert(headers: dict, payload: bytes) -> tuple[str, str, dict]:

@@ -39,6 +39,11 @@ class Provider(models.Model):
     connect_timeout = models.FloatField(default=5.0)
     first_token_timeout = models.FloatField(default=60.0, help_text="Seconds to the first response byte.")
     total_timeout = models.FloatField(default=600.0)
+    wire_api = models.CharField(
+        max_length=10, default="auto", choices=[("auto", "auto"), ("chat", "chat"), ("responses", "responses")],
+        help_text="openai/azure: which OpenAI API the server speaks. auto: chat completions for chat clients, "
+                  "the Responses API for Responses clients; chat: the server has no /v1/responses (translate); "
+                  "responses: send everything to /v1/responses (Responses-only models).")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

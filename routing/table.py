@@ -3,6 +3,7 @@ built from the database by gateway.snapshot and swapped atomically. Pure Python.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -34,6 +35,7 @@ class ProviderInfo:
     connect_timeout: float = 5.0
     first_token_timeout: float = 60.0
     total_timeout: float = 600.0
+    wire_api: str = "auto"  # openai/azure: auto | chat | responses (see providers.models.Provider)
     models: dict[str, ModelInfo] = field(default_factory=dict)
 
     def model_info(self, model_id: str) -> ModelInfo | None:
@@ -48,10 +50,47 @@ class TargetInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleConditions:
+    """What a request must look like for a rule to apply; every condition set is
+    required (AND), None means "not checked". Parsed from RouteRule.conditions by
+    routing.rules.parse_conditions; the meaning of each is documented there."""
+
+    min_tools: int | None = None
+    max_tools: int | None = None
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    has_images: bool | None = None
+    reasoning_effort: frozenset[str] | None = None
+    system_pattern: re.Pattern | None = None
+    message_pattern: re.Pattern | None = None
+    keys: tuple[str, ...] | None = None  # key prefixes
+    users: frozenset[str] | None = None
+    clients: frozenset[str] | None = None
+    side_call: bool | None = None
+    max_output_tokens_below: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """A route rule: requests matching `conditions` go to another route, or to one
+    provider/model first (with the route's own targets as fallback)."""
+
+    name: str
+    conditions: RuleConditions = RuleConditions()
+    target_route: str | None = None
+    target_provider: str | None = None
+    target_model: str = ""  # resolved: the provider's default model when the rule leaves it empty
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class RouteInfo:
     name: str
     strategy: str
     targets: tuple[TargetInfo, ...]
+    rules: tuple[RuleInfo, ...] = ()  # in evaluation order
+    session_affinity: bool = True
+    context_window_fallback: bool = True  # skip too-small targets; retry larger ones on a context error
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +116,7 @@ class ConfigSnapshot:
     fallback: tuple[TargetInfo, ...] = ()  # global fallback chain (config `routing.fallback`)
     model_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model id → provider names
     anonymous: KeyInfo | None = None  # set when GATEWAY_ALLOW_ANONYMOUS
+    health: dict[str, str] = field(default_factory=dict)  # provider name → ProviderHealth.status
 
 
 EMPTY = ConfigSnapshot(version=None, providers={}, routes={}, keys={})

@@ -7,65 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import orjson
 from django.conf import settings
 
 from gateway.snapshot import get_snapshot
 from gateway.usage import recorder
+from providers.adapters import get_adapter
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, InvalidRequest
 from routing.router import ResolutionError, resolve
 
+from . import conversations
 from .auth import authenticate
 from .context import SESSION_HEADERS, RequestContext
+from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
+                    OpenAIChatDoor, OpenAIEmbeddingsDoor, ResponsesDoor)
 from .forward import Exchange
 from .io import BodyTooLarge, ClientGone, read_body, send_bytes, send_json
+from .tokens import estimate_request
 
 log = logging.getLogger("junction.proxy")
 
 
-class FrontDoor:
-    """A client-facing endpoint: its wire format and how to sanity-check a body
-    before anything is forwarded (full decoding happens only when translating)."""
-
-    format = "openai_chat"
-    endpoint = "chat"
-
-    def validate(self, body: dict) -> None:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("`model` is required and must be a non-empty string.", code="invalid_model")
-        stream = body.get("stream")
-        if stream is not None and not isinstance(stream, bool):
-            raise InvalidRequest("`stream` must be a boolean.")
-
-
-class OpenAIChatDoor(FrontDoor):
-    format, endpoint = "openai_chat", "chat"
-
-    def validate(self, body: dict) -> None:
-        super().validate(body)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequest("`messages` is required and must be a non-empty array.", code="invalid_messages")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise InvalidRequest(f"`messages[{i}]` must be an object with a string `role`.",
-                                     code="invalid_messages")
-
-
-class OpenAIEmbeddingsDoor(FrontDoor):
-    format, endpoint = "openai_chat", "embeddings"
-
-    def validate(self, body: dict) -> None:
-        super().validate(body)
-        if "input" not in body:
-            raise InvalidRequest("`input` is required.")
-
-
 async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | None) -> None:
-    ctx = RequestContext(door.endpoint)
+    ctx = RequestContext(door.name)
     codec = get_codec(door.format)
     exchange: Exchange | None = None
     watcher: asyncio.Task | None = None
@@ -75,8 +42,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
                 ctx.session_id = value.decode("latin-1")
         snapshot = await get_snapshot()
         ctx.key = authenticate(scope, snapshot, path_key)
-        length = _content_length(scope)
-        raw = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES, length)
+        raw = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES, _content_length(scope))
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -85,7 +51,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
         door.validate(body)
         ctx.requested_model = body["model"]
-        ctx.stream = bool(body.get("stream"))
+        ctx.stream = door.is_stream(body)
         try:
             plan = resolve(snapshot, body["model"], ctx.key)
         except ResolutionError as exc:
@@ -93,7 +59,16 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
                                code="model_not_found" if exc.status == 404 else None) from None
         ctx.route = plan.route
         watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, asyncio.current_task()))
-        exchange = Exchange(ctx, door.format, door.endpoint, body, send)
+        if door.endpoint == "count_tokens" and not _counts_upstream(plan, door.format):
+            await _count_locally(ctx, codec, body, send)
+            return
+        store = door.format == "openai_responses" and body.get("store", True) is not False
+        if door.format == "openai_responses":
+            body = await conversations.expand(body)
+        exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream)
+        if store:
+            exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
+                conversations.save(response, items)
         await exchange.run(plan)
     except GatewayError as exc:
         ctx.fail(exc.status, exc.type, exc.message)
@@ -118,7 +93,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         ctx.disconnected = True
         ctx.fail(499, "client_disconnected", "client closed the connection")
     except Exception as exc:  # never a traceback to the client
-        log.exception("unhandled error in %s", door.endpoint)
+        log.exception("unhandled error in %s", door.name)
         error = GatewayError("api_error", f"Internal gateway error ({type(exc).__name__}).", 500)
         ctx.fail(500, error.type, error.message)
         if exchange is None or not exchange.committed:
@@ -130,6 +105,23 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         if not ctx.recorded:
             ctx.recorded = True
             recorder.record(ctx.to_record())
+
+
+def _counts_upstream(plan, client_format: str) -> bool:
+    """count_tokens goes upstream only where the first candidate can count in the
+    client's own format (Anthropic); elsewhere the gateway estimates offline."""
+    candidate = plan.candidates[0]
+    adapter = get_adapter(candidate.provider.type)
+    return adapter is not None and "count_tokens" in adapter.endpoints and \
+        adapter.wire_format_for(client_format, candidate.provider) == client_format
+
+
+async def _count_locally(ctx: RequestContext, codec, body: dict, send) -> None:
+    request = codec.decode_request(body, require_max_tokens=False)
+    tokens = estimate_request(request)
+    ctx.status = 200
+    ctx.provider, ctx.model = "junction", "o200k-estimate"
+    await send_json(send, 200, {"input_tokens": tokens}, ctx.response_headers())
 
 
 async def _watch_disconnect(receive, ctx: RequestContext, task: asyncio.Task) -> None:
@@ -153,29 +145,71 @@ def _content_length(scope: dict) -> int | None:
     return None
 
 
-async def models(scope, receive, send, path_key) -> None:
+def _wants_anthropic(scope: dict) -> bool:
+    return any(name == b"anthropic-version" for name, _ in scope["headers"])
+
+
+async def _listing(scope, path_key, error_format: str):
     snapshot = await get_snapshot()
-    codec = get_codec("openai_chat")
     try:
         key = authenticate(scope, snapshot, path_key)
     except GatewayError as exc:
-        status, payload = codec.encode_error(exc)
-        await send_json(send, status, payload)
-        return
+        return None, get_codec(error_format).encode_error(exc)
     allowed = key.allowed_routes
-    data, seen = [], set()
-    for name in snapshot.routes:
-        if allowed is None or name in allowed:
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "junction"})
-            seen.add(name)
+    names = [(name, "junction") for name in snapshot.routes if allowed is None or name in allowed]
     if allowed is None:
+        seen = {n for n, _ in names}
         for provider in snapshot.providers.values():
-            for model_id in provider.models:
+            for model_id in list(provider.models) or ([provider.default_model] if provider.default_model else []):
                 ident = f"{provider.name}/{model_id}"
                 if ident not in seen:
                     seen.add(ident)
-                    data.append({"id": ident, "object": "model", "created": 0, "owned_by": provider.name})
-    await send_json(send, 200, {"object": "list", "data": data})
+                    names.append((ident, provider.name))
+    return names, None
+
+
+async def models(scope, receive, send, path_key) -> None:
+    anthropic = _wants_anthropic(scope)
+    names, error = await _listing(scope, path_key, "anthropic_messages" if anthropic else "openai_chat")
+    if error:
+        await send_json(send, *error)
+    elif anthropic:
+        data = [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"}
+                for n, _ in names]
+        await send_json(send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                                    "last_id": data[-1]["id"] if data else None})
+    else:
+        await send_json(send, 200, {"object": "list", "data": [
+            {"id": n, "object": "model", "created": 0, "owned_by": owner} for n, owner in names]})
+
+
+async def ollama_tags(scope, receive, send, path_key) -> None:
+    names, error = await _listing(scope, path_key, "ollama")
+    if error:
+        await send_json(send, *error)
+        return
+    await send_json(send, 200, {"models": [
+        {"name": n, "model": n, "modified_at": "2025-01-01T00:00:00Z", "size": 0, "digest": "",
+         "details": {"format": "", "family": owner, "families": None, "parameter_size": "", "quantization_level": ""}}
+        for n, owner in names]})
+
+
+async def ollama_version(scope, receive, send, path_key) -> None:
+    await send_json(send, 200, {"version": "0.12.0"})
+
+
+async def stored_response(scope, receive, send, path_key, ident: str) -> None:
+    snapshot = await get_snapshot()
+    codec = get_codec("openai_responses")
+    try:
+        authenticate(scope, snapshot, path_key)
+        stored = await conversations.load(ident)
+        if stored is None:
+            raise GatewayError("not_found", f"Response with id '{ident}' not found.", 404)
+    except GatewayError as exc:
+        await send_json(send, *codec.encode_error(exc))
+        return
+    await send_json(send, 200, stored["response"])
 
 
 async def health_live(scope, receive, send, path_key) -> None:
@@ -183,21 +217,29 @@ async def health_live(scope, receive, send, path_key) -> None:
 
 
 async def health_ready(scope, receive, send, path_key) -> None:
+    started = time.perf_counter()
     try:
         snapshot = await get_snapshot()
     except Exception as exc:  # database unreachable
         await send_json(send, 503, {"status": "unavailable", "error": type(exc).__name__})
         return
-    await send_json(send, 200, {"status": "ok", "providers": len(snapshot.providers), "routes": len(snapshot.routes)})
+    await send_json(send, 200, {"status": "ok", "providers": len(snapshot.providers), "routes": len(snapshot.routes),
+                                "snapshot_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 
-DOORS = {
+DOORS: dict[str, FrontDoor] = {
     "/v1/chat/completions": OpenAIChatDoor(),
     "/chat/completions": OpenAIChatDoor(),  # clients configured without the /v1 prefix
     "/v1/embeddings": OpenAIEmbeddingsDoor(),
+    "/v1/messages": AnthropicMessagesDoor(),
+    "/v1/messages/count_tokens": AnthropicCountTokensDoor(),
+    "/v1/responses": ResponsesDoor(),
+    "/responses": ResponsesDoor(),
+    "/api/chat": OllamaChatDoor(),
 }
-GETS = {"/v1/models": models, "/models": models, "/health/live": health_live, "/health/ready": health_ready}
-PREFIXES = ("/v1/", "/health/", "/chat/", "/models", "/k/", "/api/chat", "/api/tags", "/api/version")
+GETS = {"/v1/models": models, "/models": models, "/api/tags": ollama_tags, "/api/version": ollama_version,
+        "/health/live": health_live, "/health/ready": health_ready}
+PREFIXES = ("/v1/", "/health/", "/chat/", "/models", "/responses", "/k/", "/api/chat", "/api/tags", "/api/version")
 
 
 def handles(path: str) -> bool:
@@ -209,8 +251,7 @@ async def app(scope, receive, send) -> None:
     path_key = None
     if path.startswith("/k/"):
         # Key in the path for clients that cannot send headers (OLLAMA_HOST=http://host:3000/k/<key>).
-        _, _, rest = path[3:].partition("/")
-        path_key = path[3:].split("/", 1)[0]
+        path_key, _, rest = path[3:].partition("/")
         path = "/" + rest
     method = scope["method"]
     door = DOORS.get(path)
@@ -218,17 +259,18 @@ async def app(scope, receive, send) -> None:
         if method == "POST":
             await serve(door, scope, receive, send, path_key)
         else:
-            await _method_not_allowed(send)
+            await _error(send, door.format, GatewayError("invalid_request", f"Use POST for {path}.", 405))
         return
     handler = GETS.get(path)
     if handler is not None and method in ("GET", "HEAD"):
         await handler(scope, receive, send, path_key)
-        return
-    status, payload = get_codec("openai_chat").encode_error(
-        GatewayError("not_found", f"No such endpoint: {method} {path}", 404))
-    await send_json(send, status, payload)
+    elif path.startswith("/v1/responses/") and method == "GET":
+        await stored_response(scope, receive, send, path_key, path[len("/v1/responses/"):])
+    else:
+        fmt = "anthropic_messages" if _wants_anthropic(scope) else "openai_chat"
+        await _error(send, fmt, GatewayError("not_found", f"No such endpoint: {method} {path}", 404))
 
 
-async def _method_not_allowed(send) -> None:
-    await send_bytes(send, 405, orjson.dumps({"error": {"message": "Method not allowed", "type":
-                                                        "invalid_request_error", "code": None}}))
+async def _error(send, fmt: str, error: GatewayError) -> None:
+    status, payload = get_codec(fmt).encode_error(error)
+    await send_json(send, error.status if error.status == 405 else status, payload)

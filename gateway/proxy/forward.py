@@ -18,7 +18,7 @@ from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
-from providers.codecs.errors import GatewayError
+from providers.codecs.errors import GatewayError, UnsupportedFeature
 from routing.router import Candidate, Plan
 
 from .context import RequestContext
@@ -29,16 +29,19 @@ from .streams import DecoderTap, OpenAIChatTap, Translator, openai_usage
 class Exchange:
     """One client request: its body in the client's format, lazily decoded."""
 
-    def __init__(self, ctx: RequestContext, client_format: str, endpoint: str, body: dict, send) -> None:
+    def __init__(self, ctx: RequestContext, client_format: str, endpoint: str, body: dict, send,
+                 client_headers: list[tuple[bytes, bytes]] | None = None, *, stream: bool = False) -> None:
         self.ctx = ctx
         self.client_format = client_format
         self.client_codec = get_codec(client_format)
         self.endpoint = endpoint
         self.body = body
         self.send = send
-        self.stream = bool(body.get("stream")) if endpoint == "chat" else False
+        self.stream = stream
+        self.client_headers = client_headers
         self.committed = False
         self._canonical: c.Request | None = None
+        self.on_response = None  # async callable(response object): Responses API conversation store
 
     @property
     def canonical(self) -> c.Request:
@@ -93,22 +96,41 @@ class Exchange:
         if adapter is None:
             raise GatewayError("api_error", f"provider type `{provider.type}` is not supported yet", 501,
                                retryable=True)
-        upstream_format = adapter.wire_format
+        if self.endpoint not in adapter.endpoints:
+            raise GatewayError("invalid_request", f"provider `{provider.name}` ({provider.type}) does not offer "
+                                                  f"{self.endpoint}", 400, retryable=True)
+        upstream_format = adapter.wire_format_for(self.client_format, provider)
         passthrough = upstream_format == self.client_format
         upstream_codec = get_codec(upstream_format)
         if passthrough:
             body = dict(self.body)  # shallow: the adapter only replaces top-level fields
         else:
             request = self.canonical
+            hosted = [t.name for t in request.tools or () if t.extra.get("hosted")]
+            if hosted:
+                # Provider-hosted tools (web_search …) exist only on the client's own API.
+                raise UnsupportedFeature(f"hosted tools ({', '.join(hosted)}) are not available on provider "
+                                         f"`{provider.name}` ({provider.type}); route this request to a provider "
+                                         f"that speaks {self.client_format} or remove them")
             translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
             translated.model = candidate.model
+            translated.stream = self.stream
             body = upstream_codec.encode_request(translated)
-        upstream = adapter.build(provider, candidate.model, body, self.endpoint, self.stream, orjson.dumps)
+        upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
+                                 orjson.dumps, self.client_headers if passthrough else None)
         response = await adapter.send(upstream, provider)
         try:
             if response.status >= 400:
                 raw = await response.read()
-                raise upstream_codec.decode_error(response.status, raw)
+                error = upstream_codec.decode_error(response.status, raw)
+                if response.status in (401, 403):
+                    # The provider refused the gateway's credentials: not the client's key.
+                    error = GatewayError("bad_gateway", f"upstream {provider.name} rejected the gateway's "
+                                                        f"provider credentials: {error.message}", 502,
+                                         retryable=True)
+                elif error.retry_after is None and response.headers.get("retry-after"):
+                    error.retry_after = _seconds(response.headers["retry-after"])
+                raise error
             if self.stream:
                 media = response.headers.get("content-type", "")
                 if media.startswith(("application/json", "text/html", "text/plain")):
@@ -135,13 +157,19 @@ class Exchange:
         except ValueError:
             raise GatewayError("bad_gateway", f"upstream {name} returned a body that is not JSON: "
                                               f"{raw[:120]!r}", 502, retryable=True) from None
-        if passthrough:
+        if self.endpoint != "generate":  # embeddings, count_tokens: same format only
+            usage = obj.get("usage")
+            ctx.usage = openai_usage(usage) if isinstance(usage, dict) else c.Usage()
+            out = raw
+        elif passthrough:
             usage = obj.get("usage") if self.client_format == "openai_chat" else None
             if isinstance(usage, dict):
                 ctx.usage = openai_usage(usage)
             elif self.client_format != "openai_chat":
                 ctx.usage = upstream_codec.usage_from_response(obj)
             out = raw
+            if self.on_response is not None:
+                await self.on_response(obj)
         else:
             try:
                 decoded = upstream_codec.decode_response(obj)
@@ -151,7 +179,10 @@ class Exchange:
                 raise GatewayError("bad_gateway", f"upstream {name} returned an unexpected body "
                                                   f"({type(exc).__name__})", 502, retryable=True) from None
             ctx.usage = decoded.usage
-            out = orjson.dumps(self.client_codec.encode_response(decoded, self.canonical))
+            encoded = self.client_codec.encode_response(decoded, self.canonical)
+            out = orjson.dumps(encoded)
+            if self.on_response is not None:
+                await self.on_response(encoded)
         if ctx.usage is None:
             ctx.usage = self._estimate(raw)
         ctx.status = 200
@@ -175,6 +206,7 @@ class Exchange:
         else:
             pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
         self.pipeline = pipeline
+        capture = ResponsesCapture() if self.on_response is not None else None
         out = pipeline.feed(first)
         headers = ctx.response_headers()
         headers["cache-control"] = "no-cache"
@@ -185,12 +217,20 @@ class Exchange:
         self.committed = True
         ctx.status = 200
         if out:
+            if capture is not None:
+                capture.feed(out)
             await send({"type": "http.response.body", "body": out, "more_body": True})
         async for chunk in chunks:
             out = pipeline.feed(chunk)
             if out:
+                if capture is not None:
+                    capture.feed(out)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
         tail = pipeline.close()
+        if capture is not None:
+            capture.feed(tail)
+            if capture.response is not None:
+                await self.on_response(capture.response)
         if ctx.usage is None:
             ctx.usage = self._estimate(b"")
         await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -211,3 +251,29 @@ class Exchange:
         prompt = max(1, len(orjson.dumps(self.body.get("messages") or self.body.get("input") or "")) // 4)
         completion = self.ctx.chunks if self.stream else max(0, len(raw) // 4)
         return c.Usage(input_tokens=prompt, output_tokens=completion, estimated=True)
+
+
+class ResponsesCapture:
+    """Reads the client-bound Responses stream for its final `response` object
+    (response.completed / response.incomplete), for the conversation store."""
+
+    def __init__(self) -> None:
+        from providers.codecs.sse import SSEParser
+
+        self.parser = SSEParser()
+        self.response: dict | None = None
+
+    def feed(self, data: bytes) -> None:
+        for event, payload in self.parser.feed(data):
+            if event in ("response.completed", "response.incomplete"):
+                try:
+                    self.response = orjson.loads(payload).get("response")
+                except (orjson.JSONDecodeError, AttributeError):
+                    pass
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

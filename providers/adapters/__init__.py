@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from .anthropic import AnthropicAdapter
 from .base import Adapter
-from .openai import OllamaOpenAIAdapter, OpenAIAdapter
+from .openai import OllamaOpenAIAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 
 ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
-    "openrouter": OpenAIAdapter(),
+    "openrouter": OpenAICompatibleAdapter(),
     "ollama": OllamaOpenAIAdapter(),
+    "anthropic": AnthropicAdapter(),
 }
 
 

@@ -27,29 +27,50 @@ class UpstreamRequest:
 
 
 class Adapter:
-    """Base class. Subclasses set `wire_format` and override `url` / `auth_headers`,
-    and `prepare_body` when the provider needs extra fields."""
+    """Base class. Subclasses set `wire_formats` (the formats the provider speaks
+    natively, preferred first) and override `url` / `auth_headers`, and
+    `prepare_body` when the provider needs extra fields.
 
-    wire_format: str = "openai_chat"
-    #: endpoint kinds this adapter serves: chat (the format's generation call), embeddings, models
-    endpoints: tuple[str, ...] = ("chat",)
+    Endpoint kinds: "generate" (the format's generation call: chat completions,
+    messages, responses, /api/chat …), "embeddings", "count_tokens", "models".
+    """
 
-    def url(self, provider: ProviderInfo, model: str, endpoint: str, stream: bool) -> str:
+    wire_formats: tuple[str, ...] = ("openai_chat",)
+    endpoints: tuple[str, ...] = ("generate",)
+    #: client headers passed upstream when the client speaks the upstream's format
+    passthrough_headers: tuple[bytes, ...] = ()
+
+    def wire_format_for(self, client_format: str, provider: ProviderInfo) -> str:
+        formats = self.wire_formats
+        if provider.wire_api == "chat" and "openai_chat" in formats:
+            return "openai_chat"
+        if provider.wire_api == "responses" and "openai_responses" in formats:
+            return "openai_responses"
+        return client_format if client_format in formats else formats[0]
+
+    def url(self, provider: ProviderInfo, model: str, endpoint: str, wire_format: str, stream: bool) -> str:
         raise NotImplementedError
 
     def auth_headers(self, provider: ProviderInfo) -> dict:
         return {}
 
-    def prepare_body(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, stream: bool) -> dict:
+    def prepare_body(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, wire_format: str,
+                     stream: bool) -> dict:
+        body["model"] = model
         return body
 
-    def build(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, stream: bool,
-              dumps) -> UpstreamRequest:
-        body = self.prepare_body(provider, model, body, endpoint, stream)
+    def build(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, wire_format: str,
+              stream: bool, dumps, client_headers: list[tuple[bytes, bytes]] | None = None) -> UpstreamRequest:
+        body = self.prepare_body(provider, model, body, endpoint, wire_format, stream)
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if client_headers and self.passthrough_headers:
+            for name, value in client_headers:
+                if name in self.passthrough_headers:
+                    headers[name.decode()] = value.decode("latin-1")
         headers.update(self.auth_headers(provider))
         headers.update(provider.extra_headers)
-        return UpstreamRequest("POST", self.url(provider, model, endpoint, stream), headers, dumps(body))
+        return UpstreamRequest("POST", self.url(provider, model, endpoint, wire_format, stream), headers,
+                               dumps(body))
 
     async def send(self, request: UpstreamRequest, provider: ProviderInfo) -> "UpstreamResponse":
         """Send and return once response headers arrived (body not read yet).

@@ -6,23 +6,24 @@ from routing.table import ProviderInfo
 
 from .base import Adapter
 
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "models": "/models",
-         "responses": "/responses"}
+PATHS = {("generate", "openai_chat"): "/chat/completions", ("generate", "openai_responses"): "/responses",
+         ("embeddings", "openai_chat"): "/embeddings", ("models", "openai_chat"): "/models"}
 
 
 class OpenAIAdapter(Adapter):
-    wire_format = "openai_chat"
-    endpoints = ("chat", "embeddings", "models")
+    wire_formats = ("openai_chat", "openai_responses")
+    endpoints = ("generate", "embeddings", "models")
 
-    def url(self, provider: ProviderInfo, model: str, endpoint: str, stream: bool) -> str:
-        return provider.base_url + PATHS[endpoint]
+    def url(self, provider: ProviderInfo, model: str, endpoint: str, wire_format: str, stream: bool) -> str:
+        return provider.base_url + PATHS[endpoint, wire_format]
 
     def auth_headers(self, provider: ProviderInfo) -> dict:
         return {"authorization": "Bearer " + provider.api_key} if provider.api_key else {}
 
-    def prepare_body(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, stream: bool) -> dict:
+    def prepare_body(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, wire_format: str,
+                     stream: bool) -> dict:
         body["model"] = model
-        if endpoint == "chat" and stream:
+        if endpoint == "generate" and stream and wire_format == "openai_chat":
             # Usage is always recorded: ask for it even if the client did not.
             options = body.get("stream_options")
             body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
@@ -30,8 +31,14 @@ class OpenAIAdapter(Adapter):
         return body
 
 
-class OllamaOpenAIAdapter(OpenAIAdapter):
+class OpenAICompatibleAdapter(OpenAIAdapter):
+    """Servers that speak chat completions only (Responses requests are translated)."""
+
+    wire_formats = ("openai_chat",)
+
+
+class OllamaOpenAIAdapter(OpenAICompatibleAdapter):
     """Ollama through its OpenAI-compatible /v1 API (base_url is the host root)."""
 
-    def url(self, provider: ProviderInfo, model: str, endpoint: str, stream: bool) -> str:
-        return provider.base_url + "/v1" + PATHS[endpoint]
+    def url(self, provider: ProviderInfo, model: str, endpoint: str, wire_format: str, stream: bool) -> str:
+        return provider.base_url + "/v1" + PATHS[endpoint, wire_format]

@@ -333,7 +333,9 @@ def _encode_block(b: Block) -> dict | None:
         # a block without one (reasoning text from another provider, or a client
         # that dropped it) would make the whole request fail with a 400. The model
         # does not need earlier turns' thinking, so unsigned blocks are left out.
-        if not b.signature:
+        # OpenAI reasoning signatures ("<item id>|<encrypted>", see openai_responses)
+        # are not Anthropic's either.
+        if not b.signature or "|" in b.signature:
             return None
         return {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
     if kind == "redacted_thinking":

@@ -145,6 +145,11 @@ def _cache_point(cache_control) -> dict:
     return {"cachePoint": point}
 
 
+def _cache_control(point) -> dict:
+    ttl = point.get("ttl") if isinstance(point, dict) else None
+    return {"type": "ephemeral", "ttl": ttl} if ttl else {"type": "ephemeral"}
+
+
 def _image(block: ImageBlock) -> dict:
     data, media_type = block.data, block.media_type
     if not data and block.url:
@@ -355,14 +360,14 @@ class BedrockConverseCodec(Codec):
                 if block is not None:
                     blocks.append(block)
                 elif "cachePoint" in item and blocks and hasattr(blocks[-1], "cache_control"):
-                    blocks[-1].cache_control = {"type": "ephemeral"}
+                    blocks[-1].cache_control = _cache_control(item["cachePoint"])
             messages.append(Message(role, blocks))
         system: list[TextBlock] = []
         for item in body.get("system") or []:
             if "text" in item:
                 system.append(TextBlock(item["text"]))
             elif "cachePoint" in item and system:
-                system[-1].cache_control = {"type": "ephemeral"}
+                system[-1].cache_control = _cache_control(item["cachePoint"])
         tools = None
         tool_choice = None
         tc = body.get("toolConfig")
@@ -375,7 +380,7 @@ class BedrockConverseCodec(Codec):
                                       input_schema=(spec.get("inputSchema") or {}).get("json")
                                       or {"type": "object", "properties": {}}))
                 elif "cachePoint" in item and tools:
-                    tools[-1].cache_control = {"type": "ephemeral"}
+                    tools[-1].cache_control = _cache_control(item["cachePoint"])
             choice = tc.get("toolChoice") or {}
             if "any" in choice:
                 tool_choice = ToolChoice("any")

@@ -90,9 +90,19 @@ def gateway():
 
 @pytest.fixture(scope="session")
 def fake_openai():
-    from tests.fakes.openai import FakeOpenAI
+    """OpenAI: chat completions, embeddings, models and the Responses API."""
+    from tests.fakes.openai_responses import FakeOpenAIResponses
 
-    server = FakeOpenAI().start()
+    server = FakeOpenAIResponses().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic():
+    from tests.fakes.anthropic import FakeAnthropic
+
+    server = FakeAnthropic().start()
     yield server
     server.stop()
 

@@ -101,7 +101,7 @@ class FakeOpenAIResponses(FakeOpenAI):
             out.append(item)
         return out
 
-    def usage(self, body: dict, behaviour: Behaviour, output_tokens: int, reasoning_tokens: int = 0) -> dict:
+    def responses_usage(self, body: dict, behaviour: Behaviour, output_tokens: int, reasoning_tokens: int = 0) -> dict:
         prompt = prompt_tokens_of(body) + behaviour.cached
         return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": behaviour.cached},
                 "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
@@ -194,7 +194,7 @@ class FakeOpenAIResponses(FakeOpenAI):
             output.append(call)
 
         output_tokens = len(words) + len(reasoning_words) + sum(len(c["arguments"]) // 4 for c in calls)
-        usage = None if behaviour.no_usage else self.usage(body, behaviour, output_tokens, len(reasoning_words))
+        usage = None if behaviour.no_usage else self.responses_usage(body, behaviour, output_tokens, len(reasoning_words))
         final = self.response_object(body, behaviour, ident, created, status, output, usage, incomplete)
         start = self.response_object(body, behaviour, ident, created, "in_progress", [], None)
         head = [{"type": "response.created", "response": start},
