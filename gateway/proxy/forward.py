@@ -99,6 +99,7 @@ class Exchange:
         if self.endpoint not in adapter.endpoints:
             raise GatewayError("invalid_request", f"provider `{provider.name}` ({provider.type}) does not offer "
                                                   f"{self.endpoint}", 400, retryable=True)
+        self.adapter = adapter
         upstream_format = adapter.wire_format_for(self.client_format, provider)
         passthrough = upstream_format == self.client_format
         upstream_codec = get_codec(upstream_format)
@@ -157,10 +158,11 @@ class Exchange:
         except ValueError:
             raise GatewayError("bad_gateway", f"upstream {name} returned a body that is not JSON: "
                                               f"{raw[:120]!r}", 502, retryable=True) from None
-        if self.endpoint != "generate":  # embeddings, count_tokens: same format only
-            usage = obj.get("usage")
+        if self.endpoint != "generate":  # embeddings, count_tokens: the client's format
+            adapted = self.adapter.adapt_response(self.endpoint, obj, self.body)
+            usage = adapted.get("usage")
             ctx.usage = openai_usage(usage) if isinstance(usage, dict) else c.Usage()
-            out = raw
+            out = raw if adapted is obj else orjson.dumps(adapted)
         elif passthrough:
             usage = obj.get("usage") if self.client_format == "openai_chat" else None
             if isinstance(usage, dict):

@@ -59,6 +59,11 @@ class Adapter:
         body["model"] = model
         return body
 
+    def adapt_response(self, endpoint: str, obj: dict, client_body: dict) -> dict:
+        """Non-generation endpoints (embeddings …): turn the upstream's JSON into the
+        client's (OpenAI) shape. Return `obj` itself when nothing changes."""
+        return obj
+
     def build(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, wire_format: str,
               stream: bool, dumps, client_headers: list[tuple[bytes, bytes]] | None = None) -> UpstreamRequest:
         body = self.prepare_body(provider, model, body, endpoint, wire_format, stream)
