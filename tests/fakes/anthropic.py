@@ -97,14 +97,16 @@ class FakeAnthropic(FakeServer):
         return None
 
     @staticmethod
-    def check_body(body: dict, count_only: bool = False) -> str | None:
+    def check_body(body: dict, count_only: bool = False, betas: str = "") -> str | None:
         if not isinstance(body.get("model"), str):
             return "model: Field required"
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "messages: Field required"
         for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+            # `role: "system"` mid-conversation exists behind the beta Claude Code sends.
+            roles = ("user", "assistant", "system") if "mid-conversation-system" in betas else ("user", "assistant")
+            if not isinstance(m, dict) or m.get("role") not in roles:
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
             if m.get("content") in ("", []):
                 return f"messages.{i}: all messages must have non-empty content"
@@ -143,7 +145,7 @@ class FakeAnthropic(FakeServer):
         body = rec.body
         if not isinstance(body, dict):
             return error_response(400, "request body must be a JSON object")
-        problem = self.check_body(body, count_only=True)
+        problem = self.check_body(body, count_only=True, betas=rec.headers.get("anthropic-beta", ""))
         if problem:
             return error_response(400, problem)
         behaviour = Behaviour.parse(body.get("model", ""))
@@ -177,7 +179,7 @@ class FakeAnthropic(FakeServer):
         body = rec.body
         if not isinstance(body, dict):
             return error_response(400, "request body must be a JSON object")
-        problem = self.check_body(body)
+        problem = self.check_body(body, betas=rec.headers.get("anthropic-beta", ""))
         if problem:
             return error_response(400, problem)
         behaviour = Behaviour.parse(body.get("model", ""))
