@@ -205,4 +205,4 @@ def demo_config() -> str:
         cloud = "  - name: cloud-strong\n    type: openai\n    model: gpt-4o\n    api_key: ${OPENAI_API_KEY}\n"
     if cloud:
         fallback = "  fallback: cloud-strong\n"
-    return DEMO_CONFIG.format(cloud=cloud, fallback=fallback)
+    return DEMO_CONFIG.replace("{cloud}", cloud).replace("{fallback}", fallback)

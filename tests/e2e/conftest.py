@@ -29,6 +29,7 @@ SERVER_ENV = {
     "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
     "CELERY_BROKER_URL": "memory://",
     "LOG_LEVEL": "WARNING",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
 }
 os.environ.update(SERVER_ENV)
 

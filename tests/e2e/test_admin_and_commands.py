@@ -1,0 +1,175 @@
+"""Config import/export, key commands, secrets at rest, the admin, first-run bootstrap."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+
+from gateway.config_file import export_config, import_config, load
+from gateway.keys import hash_key
+from gateway.models import VirtualKey
+from providers.models import Provider
+from routing.models import Route
+
+from . import world
+from .conftest import ROOT, SERVER_ENV
+
+
+def test_import_is_an_idempotent_upsert_with_env_expansion(monkeypatch):
+    monkeypatch.setenv("JUNCTION_TEST_KEY", "sk-from-env")
+    name = world.unique("cfg")
+    text = f"""
+providers:
+  - name: {name}-a
+    type: openai
+    model: gpt-4o
+    base_url: http://127.0.0.1:9/v1
+    api_key: ${{JUNCTION_TEST_KEY}}
+    models:
+      - id: gpt-4o
+        input_price: 2.5
+        output_price: 10
+  - name: {name}-b
+    type: ollama
+    model: qwen2.5-coder:7b
+    base_url: ${{UNSET_VAR_FOR_TEST:-http://localhost:11434}}
+routes:
+  - name: {name}-smart
+    targets: [{name}-a, {name}-b/qwen2.5-coder:14b]
+"""
+    for _ in range(2):
+        import_config(load(text))
+    assert Provider.objects.filter(name__startswith=name).count() == 2
+    a = Provider.objects.get(name=f"{name}-a")
+    assert a.api_key == "sk-from-env" and a.models.get().output_price == 10
+    assert Provider.objects.get(name=f"{name}-b").base_url == "http://localhost:11434"
+    route = Route.objects.get(name=f"{name}-smart")
+    assert [(t.provider.name, t.model) for t in route.targets.all()] == [(f"{name}-a", ""),
+                                                                         (f"{name}-b", "qwen2.5-coder:14b")]
+    exported = export_config()
+    spec = next(p for p in exported["providers"] if p["name"] == f"{name}-a")
+    assert spec["api_key"].startswith("${") and "sk-from-env" not in str(exported)
+    assert any(r["name"] == f"{name}-smart" for r in exported["routes"])
+
+
+def test_routing_default_and_fallback_become_the_default_route():
+    name = world.unique("dflt")
+    import_config(load(f"""
+providers:
+  - {{name: {name}-x, type: openai, model: m1, base_url: "http://127.0.0.1:9/v1"}}
+  - {{name: {name}-y, type: openai, model: m2, base_url: "http://127.0.0.1:9/v1"}}
+routing:
+  default: {name}-x
+  fallback: [{name}-y]
+"""))
+    try:
+        route = Route.objects.get(name="default")
+        assert [t.provider.name for t in route.targets.all()] == [f"{name}-x", f"{name}-y"]
+        assert export_config()["routing"] == {"default": f"{name}-x", "fallback": f"{name}-y"}
+    finally:
+        Route.objects.filter(name="default").delete()
+
+
+def test_provider_secrets_are_encrypted_at_rest():
+    p = world.provider("http://127.0.0.1:9/v1", api_key="sk-very-secret-value")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM providers_provider WHERE id = %s", [p.id])
+        stored = cursor.fetchone()[0]
+    assert stored.startswith("fernet:") and "sk-very-secret-value" not in stored
+    assert Provider.objects.get(id=p.id).api_key == "sk-very-secret-value"
+
+
+def test_issue_key_prints_the_key_once_and_stores_only_its_hash():
+    out = io.StringIO()
+    call_command("issue_key", "--user", "bob", "--quiet", stdout=out)
+    key = out.getvalue().strip()
+    assert key.startswith("jk-") and len(key) > 40
+    row = VirtualKey.objects.get(key_hash=hash_key(key))
+    assert row.user.username == "bob" and row.prefix == key[:10]
+    assert key not in str(VirtualKey.objects.filter(id=row.id).values().get())
+    call_command("revoke_key", row.prefix, stdout=io.StringIO())
+    row.refresh_from_db()
+    assert row.revoked_at is not None
+
+
+class TestAdmin:
+    @pytest.fixture
+    def admin_client(self):
+        user, _ = get_user_model().objects.get_or_create(username="root", defaults={"is_staff": True,
+                                                                                   "is_superuser": True})
+        client = Client()
+        client.force_login(user)
+        return client
+
+    def test_the_admin_and_its_pages_require_login(self, gateway):
+        r = httpx.get(gateway.url + "/admin/providers/provider/", follow_redirects=False)
+        assert r.status_code == 302 and "/admin/login/" in r.headers["location"]
+
+    def test_a_provider_secret_is_never_shown_after_saving(self, admin_client):
+        p = world.provider("http://127.0.0.1:9/v1", api_key="sk-shown-never")
+        response = admin_client.get(f"/admin/providers/provider/{p.id}/change/")
+        assert response.status_code == 200 and 'name="api_key"' in response.content.decode()
+        assert "sk-shown-never" not in response.content.decode()
+        # saving the form with the secret left empty keeps it
+        data = {"name": p.name, "type": "openai", "base_url": p.base_url, "default_model": "m", "api_key": "",
+                "region": "", "api_version": "", "aws_access_key_id": "", "aws_secret_access_key": "",
+                "aws_profile": "", "extra_headers": "{}", "connect_timeout": 5, "first_token_timeout": 60,
+                "total_timeout": 600, "wire_api": "auto", "enabled": "on",
+                "models-TOTAL_FORMS": 0, "models-INITIAL_FORMS": 0}
+        r = admin_client.post(f"/admin/providers/provider/{p.id}/change/", data)
+        assert r.status_code == 302, r.content[:2000]
+        assert Provider.objects.get(id=p.id).api_key == "sk-shown-never"
+
+    def test_issuing_a_key_in_the_admin_shows_it_once(self, admin_client):
+        bob, _ = get_user_model().objects.get_or_create(username="bob")
+        r = admin_client.post("/admin/gateway/virtualkey/add/", {"name": "laptop", "user": bob.id}, follow=True)
+        import re
+
+        page = r.content.decode()
+        assert "shown once" in page
+        key = re.search(r"jk-[A-Za-z0-9_-]{43}", page).group(0)
+        row = VirtualKey.objects.get(key_hash=hash_key(key))
+        assert row.name == "laptop"
+        page = admin_client.get(f"/admin/gateway/virtualkey/{row.id}/change/")
+        assert page.status_code == 200 and key not in page.content.decode()
+
+
+def test_the_server_binds_to_loopback_by_default():
+    from django.conf import settings
+
+    assert settings.GATEWAY_HOST == "127.0.0.1" and settings.GATEWAY_PORT == 3000
+
+
+def test_bootstrap_sets_up_a_fresh_data_dir_with_the_demo_config():
+    data = tempfile.mkdtemp(prefix="junction-boot-")
+    env = {**os.environ, **SERVER_ENV, "GATEWAY_DATA_DIR": data, "DATABASE_URL": f"sqlite:///{data}/db.sqlite3"}
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("OPENAI_API_KEY", None)
+    out = subprocess.run([sys.executable, "manage.py", "bootstrap", "--config", f"{data}/none.yaml"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "demo config" in out.stdout and "Admin login (shown once): admin / " in out.stdout
+    assert "Demo virtual key (shown once): jk-" in out.stdout
+    again = subprocess.run([sys.executable, "manage.py", "bootstrap", "--config", f"{data}/none.yaml"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert "Admin login" not in again.stdout and "jk-" not in again.stdout
+
+
+def test_secrets_and_keys_never_reach_the_server_log(gateway, fake_openai):
+    key = world.alice_key()
+    p = world.provider(fake_openai.url + "/v1", api_key="sk-log-canary")
+    httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+               json={"model": f"{p.name}/mock:status=500", "messages": [{"role": "user", "content": "x"}]})
+    httpx.post(f"{gateway.url}/k/{key}/v1/chat/completions", json={"model": "nope", "messages": []})
+    logs = gateway.logs()
+    assert "sk-log-canary" not in logs and key not in logs
