@@ -11,6 +11,8 @@ django_app = get_asgi_application()  # sets Django up before the proxy imports m
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from gateway import server_tuning  # noqa: E402,F401  (cheaper request parsing in Daphne/Twisted)
+
 from gateway.proxy import app as proxy  # noqa: E402
 
 

@@ -103,6 +103,13 @@ async def throughput(url, headers, model, stream, concurrency, seconds) -> tuple
     return len(results) / elapsed, results, errors
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (and its threads) so far: the gateway's own cost,
+    independent of what else the machine is doing."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p / 100))] * 1000
@@ -145,7 +152,7 @@ async def main(args) -> None:
                                                      str(anth_port)]), cwd=ROOT, stdout=subprocess.DEVNULL))
             anth_url = f"http://127.0.0.1:{anth_port}"
         key, env = setup_gateway(tmp, upstream, gw_port, anth_url)
-        procs.append(subprocess.Popen(pinned(0, [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
+        procs.append(subprocess.Popen(pinned(0, [sys.executable, "-m", "gateway.daphne_main", "-b", "127.0.0.1", "-p",
                                                  str(gw_port), "--verbosity", "0", "gateway.asgi:application"]),
                                       cwd=ROOT, env=env))
         gateway = f"http://127.0.0.1:{gw_port}"
@@ -160,18 +167,28 @@ async def main(args) -> None:
         tok = "mock:tokens=50"
         rows = []
         c1, c32, s32 = {}, {}, {}
+        gateway_pid = procs[-1].pid
+        cpu = {}
         for name, url, headers, model in targets:
             lat = await latency(url, headers, model, False, args.requests)
             c1[name] = [t for t, _ in lat]
-            rps, _, err = await throughput(url, headers, model, False, 32, args.seconds)
+            before = cpu_seconds(gateway_pid)
+            rps, res, err = await throughput(url, headers, model, False, 32, args.seconds)
+            if name == "gateway":
+                cpu["json"] = (cpu_seconds(gateway_pid) - before) / max(1, len(res)) * 1000
             c32[name] = (rps, err)
             smodel = tok if name == "direct" else f"fake/{tok}"
+            before = cpu_seconds(gateway_pid)
             srps, sres, serr = await throughput(url, headers, smodel, True, 32, args.seconds)
+            if name == "gateway":
+                cpu["stream"] = (cpu_seconds(gateway_pid) - before) / max(1, len(sres)) * 1000
             slat = await latency(url, headers, smodel, True, max(200, args.requests // 4))
             s32[name] = (srps, serr, [f for _, f in slat])
         if anth_url:
             url = gateway + "/v1/chat/completions"
-            srps, _, serr = await throughput(url, gw_h, f"fake-anthropic/{tok}", True, 32, args.seconds)
+            before = cpu_seconds(gateway_pid)
+            srps, sres, serr = await throughput(url, gw_h, f"fake-anthropic/{tok}", True, 32, args.seconds)
+            cpu["translated"] = (cpu_seconds(gateway_pid) - before) / max(1, len(sres)) * 1000
             slat = await latency(url, gw_h, f"fake-anthropic/{tok}", True, max(200, args.requests // 4))
             s32["translated"] = (srps, serr, [f for _, f in slat])
 
@@ -193,6 +210,10 @@ async def main(args) -> None:
                          f"errors: {err}"))
             rows.append(("translated stream c=1 first byte p50 (ms)", "-", f"{pct(ft, 50):.2f}",
                          f"+{pct(ft, 50) - pct(fd, 50):.2f} ms vs direct OpenAI"))
+        rows.append(("gateway CPU per non-stream request (ms)", "-", f"{cpu['json']:.2f}", "Daphne included"))
+        rows.append(("gateway CPU per 50-token stream (ms)", "-", f"{cpu['stream']:.2f}", "Daphne included"))
+        if "translated" in cpu:
+            rows.append(("gateway CPU per translated stream (ms)", "-", f"{cpu['translated']:.2f}", ""))
         width = max(len(r[0]) for r in rows)
         print(f"\n{'measure'.ljust(width)} | direct | gateway | note")
         print(f"{'-' * width}-|--------|---------|-----")

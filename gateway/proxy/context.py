@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
-import uuid
 from datetime import datetime, timezone
 
 from providers.codecs.canonical import Usage
 from routing.table import KeyInfo, ModelInfo
+
+# Request ids: a random per-process prefix and a counter (uuid4 costs a urandom call
+# per request); unique across processes and restarts with overwhelming probability.
+_ID_PREFIX = "req_" + secrets.token_hex(8)
+_ids = itertools.count(1)
 
 SESSION_HEADERS = (b"agent-session-id", b"x-claude-code-session-id", b"session-id", b"x-session-id")
 
@@ -18,7 +24,7 @@ class RequestContext:
                  "attempts", "session_id", "disconnected", "recorded", "chunks")
 
     def __init__(self, endpoint: str) -> None:
-        self.request_id = "req_" + uuid.uuid4().hex
+        self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
         self.started = time.perf_counter()
         self.wall = time.time()
         self.endpoint = endpoint

@@ -100,7 +100,10 @@ class Exchange:
             raise GatewayError("invalid_request", f"provider `{provider.name}` ({provider.type}) does not offer "
                                                   f"{self.endpoint}", 400, retryable=True)
         self.adapter = adapter
-        upstream_format = adapter.wire_format_for(self.client_format, provider)
+        # Non-generation endpoints (embeddings, count_tokens) stay in the client's format:
+        # the adapter maps them itself (prepare_body / adapt_response).
+        upstream_format = adapter.wire_format_for(self.client_format, provider) \
+            if self.endpoint == "generate" else self.client_format
         passthrough = upstream_format == self.client_format
         upstream_codec = get_codec(upstream_format)
         if passthrough:
@@ -123,7 +126,7 @@ class Exchange:
         try:
             if response.status >= 400:
                 raw = await response.read()
-                error = upstream_codec.decode_error(response.status, raw)
+                error = adapter.decode_error(upstream_codec, response.status, raw, response.headers)
                 if response.status in (401, 403):
                     # The provider refused the gateway's credentials: not the client's key.
                     error = GatewayError("bad_gateway", f"upstream {provider.name} rejected the gateway's "

@@ -53,7 +53,7 @@ class GatewayProcess:
         self.port = free_port()
         self.log = open(DATA_DIR / f"daphne-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "--verbosity", "0",
+            [sys.executable, "-m", "gateway.daphne_main", "-b", "127.0.0.1", "-p", str(self.port), "--verbosity", "0",
              "gateway.asgi:application"],
             cwd=ROOT, env={**os.environ, **SERVER_ENV, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30

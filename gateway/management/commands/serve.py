@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--access-log", default=None, help="Write Daphne's access log to this file.")
 
     def handle(self, *args, host, port, no_celery, access_log, **options):
-        daphne = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--verbosity", "0",
+        daphne = [sys.executable, "-m", "gateway.daphne_main", "-b", host, "-p", str(port), "--verbosity", "0",
                   "--proxy-headers"]
         if access_log:
             daphne += ["--access-log", access_log]
