@@ -119,13 +119,14 @@ REST_FRAMEWORK = {
 # --- Celery (Saleor-style: settings namespace, beat schedule here)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
-    for sub in ("broker/in", "broker/processed"):
+    for sub in ("broker/in", "broker/processed", "broker/control"):
         (DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(DATA_DIR / "broker/in"),
         "data_folder_out": str(DATA_DIR / "broker/in"),
         "processed_folder": str(DATA_DIR / "broker/processed"),
         "store_processed": False,
+        "control_folder": str(DATA_DIR / "broker/control"),  # kombu's default is ./control
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
