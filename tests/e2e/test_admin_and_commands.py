@@ -173,3 +173,23 @@ def test_secrets_and_keys_never_reach_the_server_log(gateway, fake_openai):
     httpx.post(f"{gateway.url}/k/{key}/v1/chat/completions", json={"model": "nope", "messages": []})
     logs = gateway.logs()
     assert "sk-log-canary" not in logs and key not in logs
+
+
+def test_the_daily_rollup_aggregates_usage_per_user_route_provider_and_model():
+    from django.utils import timezone
+
+    from gateway.models import DailyUsage, UsageRecord
+    from gateway.tasks import rollup_usage
+
+    user, _ = get_user_model().objects.get_or_create(username="carol")
+    route = world.unique("rollup")
+    now = timezone.now()
+    for i, status in enumerate((200, 200, 502)):
+        UsageRecord.objects.create(request_id=f"{route}-{i}", created_at=now, user=user, endpoint="chat.completions",
+                                   route=route, provider="p", model="m", status=status, prompt_tokens=100,
+                                   completion_tokens=10, cached_tokens=5, cost_usd="0.001")
+    rollup_usage()
+    rollup_usage()  # idempotent
+    row = DailyUsage.objects.get(route=route)
+    assert (row.requests, row.errors, row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (3, 1, 300, 30, 15)
+    assert float(row.cost_usd) == 0.003 and row.user == user and row.day == now.date()
