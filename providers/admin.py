@@ -1,7 +1,9 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from .discovery import DiscoveryError
 from .models import Provider, ProviderModel
+from .services import provider_models_sync
 
 SECRETS = ("api_key", "aws_secret_access_key")
 
@@ -43,12 +45,23 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ("type", "enabled")
     search_fields = ("name", "base_url", "default_model")
     inlines = [ProviderModelInline]
+    actions = ["sync_models"]
     fieldsets = (
         (None, {"fields": ("name", "type", "base_url", "default_model", "enabled")}),
         ("Credentials", {"fields": ("api_key", "clear_api_key", "aws_access_key_id", "aws_secret_access_key",
                                     "clear_aws_secret_access_key", "aws_profile", "region", "api_version")}),
         ("Behaviour", {"fields": ("wire_api", "extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
     )
+
+    @admin.action(description="Sync models from the provider")
+    def sync_models(self, request, queryset):
+        for provider in queryset:
+            try:
+                result = provider_models_sync(provider=provider)
+            except DiscoveryError as exc:
+                self.message_user(request, f"{provider.name}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{provider.name}: {result.summary()}.", messages.SUCCESS)
 
     @admin.display(boolean=True, description="secret set")
     def has_secret(self, obj):
@@ -57,6 +70,6 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(ProviderModel)
 class ProviderModelAdmin(admin.ModelAdmin):
-    list_display = ("model_id", "provider", "context_window", "input_price", "output_price", "enabled")
+    list_display = ("model_id", "provider", "deployment", "context_window", "input_price", "output_price", "enabled")
     list_filter = ("provider", "enabled")
     search_fields = ("model_id", "deployment")

@@ -1,3 +1,5 @@
+import os
+
 from django.db import models
 
 from gateway.crypto import EncryptedTextField
@@ -55,6 +57,10 @@ class Provider(models.Model):
         return self.name
 
     def effective_base_url(self) -> str:
+        if not self.base_url and self.type == ProviderType.OLLAMA and os.environ.get("OLLAMA_HOST"):
+            from .adapters.ollama import host_url  # as the ollama CLI reads it
+
+            return host_url(os.environ["OLLAMA_HOST"])
         return (self.base_url or DEFAULT_BASE_URLS.get(self.type, "")).rstrip("/")
 
 

@@ -212,6 +212,7 @@ class Exchange:
             pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
         self.pipeline = pipeline
         capture = ResponsesCapture() if self.on_response is not None else None
+        ctx.status = 200  # before the first feed: an error event in the first chunk must stay recorded
         out = pipeline.feed(first)
         headers = ctx.response_headers()
         headers["cache-control"] = "no-cache"
@@ -220,7 +221,6 @@ class Exchange:
                     "headers": [(b"content-type", self.client_codec.stream_media_type.encode())]
                     + encode_headers(headers)})
         self.committed = True
-        ctx.status = 200
         if out:
             if capture is not None:
                 capture.feed(out)

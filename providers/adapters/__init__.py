@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicAdapter
+from .azure import AzureAdapter
 from .base import Adapter
-from .openai import OllamaOpenAIAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from .bedrock import BedrockAdapter
+from .ollama import OllamaAdapter
+from .openai import OpenAIAdapter
+from .openrouter import OpenRouterAdapter
 
 ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
-    "openrouter": OpenAICompatibleAdapter(),
-    "ollama": OllamaOpenAIAdapter(),
+    "openrouter": OpenRouterAdapter(),
+    "ollama": OllamaAdapter(),
     "anthropic": AnthropicAdapter(),
+    "azure": AzureAdapter(),
+    "bedrock": BedrockAdapter(),
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncio
 
 import aiohttp
+import yarl
 
 from providers import http
 from providers.codecs.errors import GatewayError
@@ -24,6 +25,8 @@ class UpstreamRequest:
     url: str
     headers: dict
     content: bytes
+    #: the URL is already percent-encoded and must go out byte for byte (SigV4-signed paths)
+    encoded_url: bool = False
 
 
 class Adapter:
@@ -64,6 +67,11 @@ class Adapter:
         client's (OpenAI) shape. Return `obj` itself when nothing changes."""
         return obj
 
+    def decode_error(self, codec, status: int, raw: bytes, headers) -> GatewayError:
+        """An upstream error response → GatewayError. Override where the provider puts
+        meaning outside the format's error body (headers, provider-specific codes)."""
+        return codec.decode_error(status, raw)
+
     def build(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, wire_format: str,
               stream: bool, dumps, client_headers: list[tuple[bytes, bytes]] | None = None) -> UpstreamRequest:
         body = self.prepare_body(provider, model, body, endpoint, wire_format, stream)
@@ -83,7 +91,8 @@ class Adapter:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout,
                                         sock_read=provider.first_token_timeout)
         try:
-            response = await http.session().request(request.method, request.url, headers=request.headers,
+            url = yarl.URL(request.url, encoded=True) if request.encoded_url else request.url
+            response = await http.session().request(request.method, url, headers=request.headers,
                                                     data=request.content, timeout=timeout, allow_redirects=False)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise GatewayError("timeout", f"upstream {provider.name} timed out", 504, retryable=True) from None
