@@ -16,6 +16,12 @@ class Route(models.Model):
     strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.PRIORITY)
     description = models.CharField(max_length=300, blank=True)
     enabled = models.BooleanField(default=True)
+    session_affinity = models.BooleanField(
+        default=True, help_text="Keep an agent session on the target that last answered it while that target is "
+                                "healthy (warm prompt cache). Never blocks failover.")
+    context_window_fallback = models.BooleanField(
+        default=True, help_text="Skip targets whose context window is too small for the prompt, and retry a "
+                                "context-length error on a larger-context target.")
 
     class Meta:
         ordering = ["name"]
@@ -36,6 +42,74 @@ class RouteTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route.name} → {self.provider.name}/{self.model or self.provider.default_model}"
+
+
+class RouteRule(models.Model):
+    """Requests to `route` that match `conditions` go to another route, or to one
+    provider/model first (the route's own targets stay as fallback). Rules are
+    evaluated in order; the first enabled rule that matches and whose target is
+    usable (enabled, allowed for the key) applies."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="rules")
+    order = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    conditions = models.JSONField(
+        default=dict, blank=True,
+        help_text='All must hold. E.g. {"side_call": true}, {"min_prompt_tokens": 60000}, {"clients": ["goose"], '
+                  '"max_tools": 0}. Keys: min_tools, max_tools, min_prompt_tokens, max_prompt_tokens, has_images, '
+                  'reasoning_effort [none/low/medium/high], system_pattern, message_pattern (regex), keys (prefixes), '
+                  'users, clients [goose/claude-code/codex/opencode/aider/other], side_call, '
+                  'max_output_tokens_below. Empty: every request.')
+    target_route = models.ForeignKey(Route, on_delete=models.CASCADE, null=True, blank=True,
+                                     related_name="rule_sources", help_text="Send matching requests to this route…")
+    target_provider = models.ForeignKey("providers.Provider", on_delete=models.CASCADE, null=True, blank=True,
+                                        related_name="route_rules", help_text="…or to this provider first.")
+    target_model = models.CharField(max_length=200, blank=True,
+                                    help_text="With a target provider. Empty: the provider's default model.")
+
+    class Meta:
+        ordering = ["route", "order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.route.name}: {self.name}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .rules import parse_conditions
+
+        errors = {}
+        try:
+            parse_conditions(self.conditions)
+        except ValueError as exc:
+            errors["conditions"] = str(exc)
+        if bool(self.target_route_id) == bool(self.target_provider_id):
+            errors["target_route"] = "Choose either a target route or a target provider (exactly one)."
+        elif self.target_route_id and self.route_id and self.target_route_id == self.route_id:
+            errors["target_route"] = "A rule cannot send requests to its own route."
+        if self.target_model and not self.target_provider_id:
+            errors["target_model"] = "A target model needs a target provider."
+        if errors:
+            raise ValidationError(errors)
+
+    def to_info(self):
+        """The snapshot's RuleInfo, or None when the stored conditions are invalid (saved
+        around the admin's validation): such a rule is left out rather than matching everything."""
+        from .rules import parse_conditions
+        from .table import RuleInfo
+
+        try:
+            conditions = parse_conditions(self.conditions)
+        except ValueError:
+            return None
+        if self.target_provider_id:
+            provider = self.target_provider
+            return RuleInfo(self.name, conditions, target_provider=provider.name,
+                            target_model=self.target_model or provider.default_model, enabled=self.enabled)
+        if self.target_route_id:
+            return RuleInfo(self.name, conditions, target_route=self.target_route.name, enabled=self.enabled)
+        return None
 
 
 class ProviderHealth(models.Model):

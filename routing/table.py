@@ -117,6 +117,7 @@ class ConfigSnapshot:
     model_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model id → provider names
     anonymous: KeyInfo | None = None  # set when GATEWAY_ALLOW_ANONYMOUS
     health: dict[str, str] = field(default_factory=dict)  # provider name → ProviderHealth.status
+    health_latency_ms: dict[str, float] = field(default_factory=dict)  # provider name → probe latency EWMA
 
 
 EMPTY = ConfigSnapshot(version=None, providers={}, routes={}, keys={})
