@@ -39,6 +39,8 @@ class UsageRecord(models.Model):
     endpoint = models.CharField(max_length=40)
     requested_model = models.CharField(max_length=200, blank=True)
     route = models.CharField(max_length=200, blank=True, db_index=True)
+    rule = models.CharField(max_length=100, blank=True, help_text="Routing rule that chose the target.")
+    candidates = models.JSONField(default=list, blank=True, help_text="Planned candidate chain.")
     provider = models.CharField(max_length=100, blank=True, db_index=True)
     model = models.CharField(max_length=200, blank=True)
     status = models.PositiveSmallIntegerField()

@@ -140,6 +140,11 @@ GATEWAY_HOST = env.str("GATEWAY_HOST", default="127.0.0.1")
 GATEWAY_PORT = env.int("GATEWAY_PORT", default=3000)
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Retry rounds over an exhausted candidate chain (each target is tried once per round),
+# bounded by a deadline from the request's start; waits honour retry-after up to a cap.
+GATEWAY_RETRIES = env.int("GATEWAY_RETRIES", default=1)
+GATEWAY_RETRY_DEADLINE = env.float("GATEWAY_RETRY_DEADLINE", default=30.0)
+GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=8.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
 # Encryption keys for provider secrets (Fernet, comma-separated; first encrypts,
 # all decrypt, for rotation). Empty: derived from SECRET_KEY.

@@ -20,7 +20,7 @@ import uuid
 
 from django.conf import settings
 
-from routing.table import EMPTY, ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo, RouteInfo, TargetInfo
+from routing.table import EMPTY, ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo
 
 log = logging.getLogger("junction.snapshot")
 
@@ -52,7 +52,7 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
 
     from gateway.models import VirtualKey
     from providers.models import Provider
-    from routing.models import Route
+    from routing.selectors import provider_health, route_info, routes_for_snapshot
 
     try:
         providers: dict[str, ProviderInfo] = {}
@@ -76,12 +76,8 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
                 connect_timeout=p.connect_timeout, first_token_timeout=p.first_token_timeout,
                 total_timeout=p.total_timeout, wire_api=p.wire_api, models=models)
 
-        routes: dict[str, RouteInfo] = {}
-        for r in Route.objects.filter(enabled=True).prefetch_related("targets__provider"):
-            targets = tuple(
-                TargetInfo(t.provider.name, t.model or t.provider.default_model, t.weight)
-                for t in r.targets.all() if t.provider.enabled)
-            routes[r.name] = RouteInfo(r.name, r.strategy, targets)
+        routes: dict[str, RouteInfo] = {r.name: route_info(r) for r in routes_for_snapshot()}
+        health, health_latency = provider_health()
 
         keys: dict[str, KeyInfo] = {}
         for k in VirtualKey.objects.select_related("user").prefetch_related("allowed_routes"):
@@ -102,7 +98,8 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
             version=version, providers=providers, routes=routes, keys=keys,
             default_route=DEFAULT_ROUTE if default else None,
             fallback=default.targets[1:] if default else (),
-            model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous)
+            model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous,
+            health=health, health_latency_ms=health_latency)
     finally:
         connection.close()  # built in a worker thread: do not leave its connection open
 

@@ -17,7 +17,10 @@ from gateway.usage import recorder
 from providers.adapters import get_adapter
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, InvalidRequest
-from routing.router import ResolutionError, resolve
+from routing.features import extract_features
+from routing.planner import plan_request
+from routing.router import ResolutionError
+from routing.stats import STATS
 
 from . import conversations
 from .auth import authenticate
@@ -52,12 +55,15 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         door.validate(body)
         ctx.requested_model = body["model"]
         ctx.stream = door.is_stream(body)
+        features = extract_features(door.format, body, scope["headers"], raw=raw)
         try:
-            plan = resolve(snapshot, body["model"], ctx.key)
+            decision = plan_request(snapshot, body["model"], ctx.key, features, STATS, explain=False)
         except ResolutionError as exc:
             raise GatewayError(exc.type, exc.message, exc.status,
                                code="model_not_found" if exc.status == 404 else None) from None
-        ctx.route = plan.route
+        plan = decision.plan
+        ctx.route, ctx.rule = plan.route, decision.rule or ""
+        ctx.candidates = [f"{c.provider.name}/{c.model}" for c in plan.candidates]
         watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, asyncio.current_task()))
         if door.endpoint == "count_tokens" and not _counts_upstream(plan, door.format):
             await _count_locally(ctx, codec, body, send)
@@ -69,7 +75,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         if store:
             exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
                 conversations.save(response, items)
-        await exchange.run(plan)
+        await exchange.run(plan, decision, snapshot)
     except GatewayError as exc:
         ctx.fail(exc.status, exc.type, exc.message)
         if exchange is None or not exchange.committed:
@@ -223,7 +229,11 @@ async def health_ready(scope, receive, send, path_key) -> None:
     except Exception as exc:  # database unreachable
         await send_json(send, 503, {"status": "unavailable", "error": type(exc).__name__})
         return
-    await send_json(send, 200, {"status": "ok", "providers": len(snapshot.providers), "routes": len(snapshot.routes),
+    degraded = {name: status for name, status in snapshot.health.items() if status in ("down", "degraded")}
+    circuits = {name: v["circuit"] for name, v in STATS.summary().items() if v["circuit"] != "closed"}
+    await send_json(send, 200, {"status": "degraded" if degraded or circuits else "ok",
+                                "providers": len(snapshot.providers), "routes": len(snapshot.routes),
+                                "degraded_providers": degraded, "open_circuits": circuits,
                                 "snapshot_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 

@@ -20,7 +20,7 @@ SESSION_HEADERS = (b"agent-session-id", b"x-claude-code-session-id", b"session-i
 
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
-                 "model", "model_info", "stream", "status", "error_type", "error_message", "usage", "ttft",
+                 "model", "model_info", "rule", "candidates", "stream", "status", "error_type", "error_message", "usage", "ttft",
                  "attempts", "session_id", "disconnected", "recorded", "chunks")
 
     def __init__(self, endpoint: str) -> None:
@@ -34,6 +34,8 @@ class RequestContext:
         self.provider = ""
         self.model = ""
         self.model_info: ModelInfo | None = None
+        self.rule = ""
+        self.candidates: list[str] = []
         self.stream = False
         self.status = 0
         self.error_type = ""
@@ -75,6 +77,8 @@ class RequestContext:
             "endpoint": self.endpoint,
             "requested_model": self.requested_model[:200],
             "route": self.route[:200],
+            "rule": self.rule[:100],
+            "candidates": self.candidates,
             "provider": self.provider,
             "model": self.model[:200],
             "status": self.status,
@@ -104,4 +108,11 @@ class RequestContext:
             "x-gateway-model": self.model,
             "x-gateway-attempts": str(len(self.attempts)),
             "x-gateway-cache": "bypass",
+            "x-gateway-rule": _header_safe(self.rule),
+            "x-gateway-candidates": _header_safe(",".join(self.candidates[:8])),
         }
+
+
+def _header_safe(value: str) -> str:
+    """Admin-entered names may hold anything; headers take visible ASCII only."""
+    return value.encode("ascii", "replace").decode().replace("\r", " ").replace("\n", " ")[:300]

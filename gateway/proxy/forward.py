@@ -10,16 +10,20 @@ failure ends the stream with the client format's error event.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import orjson
+from django.conf import settings
 
 from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
+from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
+from routing.stats import STATS
 
 from .context import RequestContext
 from .io import encode_headers, send_bytes
@@ -55,38 +59,87 @@ class Exchange:
             return isinstance(options, dict) and bool(options.get("include_usage"))
         return True  # every other format always reports usage
 
-    async def run(self, plan: Plan) -> None:
+    async def run(self, plan: Plan, decision=None, snapshot=None) -> None:
+        """Try the plan's candidates in order. A retryable failure moves to the next
+        candidate at once (a 429 does not wait while another target is available);
+        when the chain is exhausted it is retried after an exponential backoff with
+        jitter (or the upstream's retry-after), within GATEWAY_RETRIES rounds and the
+        GATEWAY_RETRY_DEADLINE. A context-length error widens the chain once with
+        larger-context targets."""
+        candidates = list(plan.candidates)
+        index, widened, rounds = 0, False, 0
+        deadline = self.ctx.started + settings.GATEWAY_RETRY_DEADLINE
         last_error: GatewayError | None = None
-        for index, candidate in enumerate(plan.candidates):
-            more = index + 1 < len(plan.candidates)
-            started = time.perf_counter()
-            attempt = {"provider": candidate.provider.name, "model": candidate.model}
-            self.ctx.attempts.append(attempt)
-            self.ctx.provider, self.ctx.model = candidate.provider.name, candidate.model
-            self.ctx.model_info = candidate.provider.model_info(candidate.model)
-            try:
-                async with asyncio.timeout(candidate.provider.total_timeout):
-                    await self._attempt(candidate)
-                attempt["status"] = self.ctx.status or 200
-                attempt["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        while True:
+            if index >= len(candidates):
+                wait = _backoff(rounds, last_error)
+                # Another candidate may hold valid credentials, waiting will not fix ours.
+                if (last_error is None or not last_error.retryable or last_error.code == "upstream_auth"
+                        or rounds >= settings.GATEWAY_RETRIES
+                        or time.perf_counter() + wait > deadline):
+                    break
+                rounds += 1
+                await asyncio.sleep(wait)
+                index = 0
+                candidates = [c for c in candidates if STATS.available(c)] or candidates
+            candidate = candidates[index]
+            index += 1
+            error = await self._try(candidate, decision)
+            if error is None:
                 return
-            except TimeoutError:
-                error = GatewayError("timeout", f"upstream {candidate.provider.name} exceeded its total timeout "
-                                                f"({candidate.provider.total_timeout:g}s)", 504, retryable=True)
-            except GatewayError as exc:
-                error = exc
-            attempt["status"] = error.status
-            attempt["error"] = error.type
-            attempt["ms"] = round((time.perf_counter() - started) * 1000, 1)
             last_error = error
             if self.committed:
                 # Too late to fall back: end the stream in the client's format.
                 await self._send_stream_error(error)
                 return
-            if not (error.retryable and more):
+            if (error.type == "context_length" and not widened and snapshot is not None
+                    and decision is not None and decision.context_window_fallback):
+                widened = True
+                tried = {(c.provider.name, c.model) for c in candidates[:index]}
+                larger = [c for c in larger_context_candidates(snapshot, plan, candidate)
+                          if (c.provider.name, c.model) not in tried]
+                if larger:
+                    candidates = candidates[:index] + larger
+                    continue
+            if not error.retryable:
                 break
         assert last_error is not None
         raise last_error
+
+    async def _try(self, candidate: Candidate, decision) -> GatewayError | None:
+        """One attempt, with its bookkeeping: the attempt chain, runtime stats
+        (latency EWMA, circuit breaker) and session affinity."""
+        ctx = self.ctx
+        started = time.perf_counter()
+        attempt = {"provider": candidate.provider.name, "model": candidate.model}
+        ctx.attempts.append(attempt)
+        ctx.provider, ctx.model = candidate.provider.name, candidate.model
+        ctx.model_info = candidate.provider.model_info(candidate.model)
+        token = STATS.begin(candidate)
+        ok = status = ttft = None  # ok stays None when cancelled (client gone): counts for nothing
+        error = None
+        try:
+            async with asyncio.timeout(candidate.provider.total_timeout):
+                await self._attempt(candidate)
+            ok, status = True, ctx.status or 200
+            if ctx.ttft is not None:
+                ttft = ctx.ttft - (started - ctx.started)  # this attempt's own time to first byte
+            if decision is not None and decision.affinity_key:
+                STATS.stick(decision.affinity_key, candidate)
+        except TimeoutError:
+            error = GatewayError("timeout", f"upstream {candidate.provider.name} exceeded its total timeout "
+                                            f"({candidate.provider.total_timeout:g}s)", 504, retryable=True)
+        except GatewayError as exc:
+            error = exc
+        finally:
+            if error is not None:
+                ok, status = False, error.status
+            STATS.end(token, ok, ttft, status)
+            attempt["status"] = status if status is not None else 499
+            if error is not None:
+                attempt["error"] = error.type
+            attempt["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return error
 
     # ------------------------------------------------------------------ one attempt
 
@@ -131,7 +184,7 @@ class Exchange:
                     # The provider refused the gateway's credentials: not the client's key.
                     error = GatewayError("bad_gateway", f"upstream {provider.name} rejected the gateway's "
                                                         f"provider credentials: {error.message}", 502,
-                                         retryable=True)
+                                         retryable=True, code="upstream_auth")
                 elif error.retry_after is None and response.headers.get("retry-after"):
                     error.retry_after = _seconds(response.headers["retry-after"])
                 raise error
@@ -275,6 +328,15 @@ class ResponsesCapture:
                     self.response = orjson.loads(payload).get("response")
                 except (orjson.JSONDecodeError, AttributeError):
                     pass
+
+
+def _backoff(rounds: int, error: GatewayError | None) -> float:
+    """Wait before retrying an exhausted chain: the upstream's retry-after when it
+    gave one (capped), else exponential backoff with full jitter."""
+    cap = settings.GATEWAY_RETRY_MAX_WAIT
+    if error is not None and error.retry_after is not None:
+        return min(error.retry_after, cap)
+    return random.uniform(0, min(cap, 0.5 * (2 ** rounds)))
 
 
 def _seconds(value: str) -> float | None:

@@ -19,6 +19,8 @@ selects it without any side channel:
     mock:parallel_tools       answer with two tool calls
     mock:no_usage             omit usage
     mock:cached=100           report that many cached prompt tokens
+    mock:status=429,fail_times=1   fail only the first request with this model string
+    mock:stall_after=3        stop sending after N stream chunks, connection left open
 
 Every request is recorded (`server.requests`) and every stream the client closed
 early is counted (`server.disconnects`), so tests can assert what the gateway sent.
@@ -101,6 +103,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.disconnects = 0
         self.completed_streams = 0
+        self.failures: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -177,6 +180,8 @@ class FakeServer:
                     # Abort the TCP connection mid-stream, as a crashed provider would.
                     request.transport.abort()
                     return resp
+                if "stall_after" in behaviour.flags and i >= int(behaviour.flags["stall_after"]):
+                    await asyncio.sleep(3600)  # connection open, no more bytes
                 if i and behaviour.token_delay:
                     await asyncio.sleep(behaviour.token_delay)
                 await resp.write(chunk)
@@ -204,6 +209,12 @@ class FakeServer:
         if behaviour.html_error:
             return web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
                                 content_type="text/html")
+        if behaviour.status and "fail_times" in behaviour.flags:
+            # Fail only the first N requests for this exact model string, then answer.
+            seen = self.failures.get(behaviour.model, 0)
+            self.failures[behaviour.model] = seen + 1
+            if seen >= int(behaviour.flags["fail_times"]):
+                return None
         if behaviour.status:
             headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
             return web.json_response(error_body(behaviour.status), status=behaviour.status, headers=headers)
