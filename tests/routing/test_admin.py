@@ -169,6 +169,8 @@ class TestHealthAdmin:
         strong, cheap, agents = setup
         ProviderHealth.objects.create(provider=strong, status="down", last_error="ConnectError on GET /v1/models")
         ProviderHealth.objects.create(provider=cheap, status="up", latency_ms=123.4, error_rate=0.1)
-        page = admin_client.get("/admin/routing/providerhealth/").content.decode()
-        assert "#c62828" in page and "#2e7d32" in page  # red down, green up
-        assert "123 ms" in page and "10%" in page and "ConnectError on GET /v1/models" in page
+        # searched by name: the list is paginated and other tests add health rows too
+        down = admin_client.get("/admin/routing/providerhealth/", {"q": strong.name}).content.decode()
+        up = admin_client.get("/admin/routing/providerhealth/", {"q": cheap.name}).content.decode()
+        assert "#c62828" in down and "#2e7d32" in up  # red down, green up
+        assert "123 ms" in up and "10%" in up and "ConnectError on GET /v1/models" in down
