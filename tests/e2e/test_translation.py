@@ -287,3 +287,29 @@ class TestResponsesFrontDoor:
                        json={"model": f"{upstreams['anthropic'].name}/mock", "input": "x",
                              "tools": [{"type": "web_search"}]})
         assert r.status_code == 400 and "web_search" in r.json()["error"]["message"]
+
+
+class TestOllamaFrontDoor:
+    def test_an_ollama_client_streams_ndjson_from_an_anthropic_route(self, gateway, alice, upstreams):
+        provider = upstreams["anthropic"]
+        r = httpx.post(f"{gateway.url}/k/{alice}/api/chat", timeout=30,
+                       json={"model": f"{provider.name}/mock", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in r.text.splitlines() if line]
+        assert "".join(line["message"]["content"] for line in lines) == TEXT
+        assert lines[-1]["done"] is True and lines[-1]["eval_count"] > 0 and lines[-1]["prompt_eval_count"] > 0
+        assert all(not line["done"] for line in lines[:-1])
+
+    def test_an_ollama_client_gets_tool_calls_from_an_openai_route_in_one_object(self, gateway, alice, upstreams):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(f"{gateway.url}/api/chat", headers={"authorization": f"Bearer {alice}"}, timeout=30,
+                       json={"model": f"{provider.name}/mock:tools", "stream": False, "tools": TOOLS_OPENAI,
+                             "messages": [{"role": "user", "content": "list"}]})
+        out = r.json()
+        assert out["done"] is True
+        assert out["message"]["tool_calls"][0]["function"] == {"name": "tree", "arguments": {"path": "src", "depth": 2}}
+
+    def test_tags_lists_what_the_key_may_use(self, gateway, alice, upstreams):
+        names = [m["name"] for m in httpx.get(f"{gateway.url}/k/{alice}/api/tags").json()["models"]]
+        assert f"{upstreams['anthropic'].name}/mock" in names
+        assert httpx.get(gateway.url + "/api/version").json()["version"]
