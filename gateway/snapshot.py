@@ -6,8 +6,8 @@ the data directory (atomic rename, so its inode changes). Each request compares
 `os.stat()` of it (about a microsecond) with the version its snapshot was built
 from; on a change the first request rebuilds (single-flight) and the rest wait
 for it, so a revoked key is refused on the very next request. Processes on other
-hosts share the data directory or set REDIS_URL (the version is then mirrored in
-the cache and polled once a second).
+hosts learn it through Redis when REDIS_URL is set (gateway.cluster polls the
+shared version once a sync interval).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import uuid
 
 from django.conf import settings
 
+from gateway.cluster import CLUSTER, publish_version
 from routing.table import EMPTY, ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo
 
 log = logging.getLogger("junction.snapshot")
@@ -32,17 +33,19 @@ DEFAULT_ROUTE = "default"
 def bump_version() -> None:
     path = settings.GATEWAY_CONFIG_VERSION_FILE
     tmp = f"{path}.{os.getpid()}.tmp"
+    token = uuid.uuid4().hex
     with open(tmp, "w") as fh:
-        fh.write(uuid.uuid4().hex)
+        fh.write(token)
     os.replace(tmp, path)
+    publish_version(token)
 
 
 def current_version() -> object:
     try:
         st = os.stat(settings.GATEWAY_CONFIG_VERSION_FILE)
     except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns)
+        return (None, CLUSTER.remote_version)
+    return (st.st_ino, st.st_mtime_ns, CLUSTER.remote_version)
 
 
 def build_snapshot(version: object = None) -> ConfigSnapshot:

@@ -55,6 +55,7 @@ class TargetStats:
     opened_at: float = 0.0
     cooldown: float = 0.0
     probing: bool = False  # the half-open probe is in flight
+    remote: bool = False  # opened by another process (cluster sync), not by our own traffic
     successes: int = 0
     failures: int = 0
 
@@ -83,6 +84,9 @@ class RuntimeStats:
         self.affinity_max = affinity_max
         self.max_targets = max_targets
         self._targets: OrderedDict[Target, TargetStats] = OrderedDict()
+        # Called as listener(target, state, open_until_wall_clock) when a circuit opens or
+        # closes here, so other processes can learn it (gateway.cluster).
+        self.listener: Callable[[Target, str, float | None], None] | None = None
         self._affinity: OrderedDict[str, tuple[Target, float]] = OrderedDict()
 
     # ------------------------------------------------------------------ per target
@@ -158,8 +162,10 @@ class RuntimeStats:
             if ok and ttft is not None:
                 stats.ttft = ttft if stats.ttft is None else stats.ttft + self.alpha * (ttft - stats.ttft)
             if stats.state != CLOSED:
-                stats.state, stats.cooldown = CLOSED, self.base_cooldown
+                stats.state, stats.cooldown, stats.remote = CLOSED, self.base_cooldown, False
                 stats.recent.clear()
+                if self.listener is not None:
+                    self.listener(token.target, CLOSED, None)
 
     def _after_failure(self, stats: TargetStats, token: Token) -> None:
         now = self.clock()
@@ -171,7 +177,28 @@ class RuntimeStats:
             too_many = len(recent) >= self.min_window and sum(recent) / len(recent) > self.error_rate_threshold
             if stats.consecutive_failures >= self.failure_threshold or too_many:
                 stats.state, stats.opened_at, stats.cooldown = OPEN, now, self.base_cooldown
-        # Already open (a last-resort attempt failed): stays open, cool-down unchanged.
+            else:
+                return
+        else:
+            return  # already open (a last-resort attempt failed): stays open, cool-down unchanged
+        stats.remote = False
+        if self.listener is not None:
+            self.listener(token.target, OPEN, time.time() + stats.cooldown)
+
+    def apply_remote(self, open_until: dict[Target, float], wall_now: float | None = None) -> None:
+        """Circuits other processes hold open (target → wall-clock end of cool-down): open
+        them here too; close those we only had open because of them once they are gone."""
+        wall_now = time.time() if wall_now is None else wall_now
+        now = self.clock()
+        for target, until in open_until.items():
+            stats = self._stats(target)
+            if stats.state == CLOSED and until > wall_now:
+                stats.state, stats.opened_at, stats.cooldown, stats.remote = OPEN, now, until - wall_now, True
+        for target, stats in self._targets.items():
+            if stats.remote and stats.state != CLOSED and target not in open_until:
+                stats.state, stats.cooldown, stats.remote = CLOSED, self.base_cooldown, False
+                stats.recent.clear()
+                stats.consecutive_failures = 0
 
     def ttft(self, target) -> float | None:
         stats = self._targets.get(target_of(target))

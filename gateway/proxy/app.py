@@ -12,6 +12,7 @@ import time
 import orjson
 from django.conf import settings
 
+from gateway.cluster import CLUSTER
 from gateway.snapshot import get_snapshot
 from gateway.usage import recorder
 from providers.adapters import get_adapter
@@ -43,6 +44,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         for name, value in scope["headers"]:
             if name in SESSION_HEADERS:
                 ctx.session_id = value.decode("latin-1")
+        CLUSTER.ensure_started()
         snapshot = await get_snapshot()
         ctx.key = authenticate(scope, snapshot, path_key)
         raw = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES, _content_length(scope))

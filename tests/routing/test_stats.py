@@ -169,3 +169,30 @@ class TestAffinity:
     def test_no_session_no_affinity(self, stats):
         stats.stick("", T)
         assert stats.sticky("") is None
+
+
+class TestClusterSharing:
+    def test_opening_and_closing_are_announced_to_the_listener(self, stats, clock):
+        seen = []
+        stats.listener = lambda target, state, until: seen.append((target, state, until is not None))
+        for _ in range(5):
+            fail(stats)
+        clock.advance(31)
+        succeed(stats)  # the half-open probe succeeds
+        assert seen == [(T, OPEN, True), (T, CLOSED, False)]
+
+    def test_a_circuit_open_elsewhere_opens_here_and_closes_when_it_is_gone(self, stats):
+        stats.apply_remote({T: 1_000.0 + 30}, wall_now=1_000.0)
+        assert stats.state(T) == OPEN and not stats.available(T)
+        stats.apply_remote({}, wall_now=1_001.0)
+        assert stats.state(T) == CLOSED and stats.available(T)
+
+    def test_an_expired_remote_entry_opens_nothing(self, stats):
+        stats.apply_remote({T: 999.0}, wall_now=1_000.0)
+        assert stats.state(T) == CLOSED
+
+    def test_a_circuit_opened_here_is_not_closed_by_a_remote_view_without_it(self, stats):
+        for _ in range(5):
+            fail(stats)
+        stats.apply_remote({}, wall_now=1_000.0)
+        assert stats.state(T) == OPEN
