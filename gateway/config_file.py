@@ -118,6 +118,9 @@ def import_config(data: dict) -> dict:
         route = routes.get(spec["name"]) or Route(name=spec["name"])
         route.strategy = spec.get("strategy", "priority")
         route.description = spec.get("description", route.description or "")
+        for flag in ("session_affinity", "context_window_fallback"):
+            if flag in spec:
+                setattr(route, flag, bool(spec[flag]))
         route.save()
         targets = []
         for item in spec.get("targets") or []:
@@ -131,7 +134,36 @@ def import_config(data: dict) -> dict:
                                          for i, (p, m, w) in enumerate(targets)])
         routes[route.name] = route
         counts["routes"] += 1
+    for spec in route_specs:
+        if "rules" in spec:
+            _import_rules(routes[spec["name"]], spec["rules"] or [], routes, providers)
     return counts
+
+
+def _import_rules(route: Route, specs: list, routes: dict[str, Route], providers: dict[str, Provider]) -> None:
+    """`rules: [{name, when: {conditions}, route: NAME | provider: NAME, model: ID}]`, in order."""
+    from routing.models import RouteRule
+    from routing.rules import parse_conditions
+
+    route.rules.all().delete()
+    for order, spec in enumerate(specs):
+        try:
+            parse_conditions(spec.get("when") or {})
+        except ValueError as exc:
+            raise ConfigError(f"route `{route.name}` rule `{spec.get('name')}`: {exc}") from None
+        rule = RouteRule(route=route, order=order, name=spec.get("name") or f"rule {order + 1}",
+                         enabled=spec.get("enabled", True), conditions=spec.get("when") or {})
+        if spec.get("route"):
+            if spec["route"] not in routes:
+                raise ConfigError(f"rule `{rule.name}` targets unknown route `{spec['route']}`")
+            rule.target_route = routes[spec["route"]]
+        elif spec.get("provider"):
+            if spec["provider"] not in providers:
+                raise ConfigError(f"rule `{rule.name}` targets unknown provider `{spec['provider']}`")
+            rule.target_provider, rule.target_model = providers[spec["provider"]], spec.get("model", "")
+        else:
+            raise ConfigError(f"rule `{rule.name}` needs a `route` or a `provider` target")
+        rule.save()
 
 
 def export_config(include_secrets: bool = False) -> dict:
@@ -165,7 +197,7 @@ def export_config(include_secrets: bool = False) -> dict:
         if models:
             spec["models"] = models
         out["providers"].append(spec)
-    for r in Route.objects.prefetch_related("targets__provider"):
+    for r in Route.objects.prefetch_related("targets__provider", "rules__target_route", "rules__target_provider"):
         targets = [t.provider.name + ("/" + t.model if t.model else "") if t.weight == 1 else
                    {"provider": t.provider.name, "model": t.model, "weight": t.weight} for t in r.targets.all()]
         if r.name == DEFAULT_ROUTE and r.strategy == "priority" and targets and all(isinstance(t, str) for t in targets):
@@ -173,7 +205,25 @@ def export_config(include_secrets: bool = False) -> dict:
             if len(targets) > 1:
                 out["routing"]["fallback"] = targets[1:] if len(targets) > 2 else targets[1]
             continue
-        out["routes"].append({"name": r.name, "strategy": r.strategy, "targets": targets})
+        spec = {"name": r.name, "strategy": r.strategy, "targets": targets}
+        for flag in ("session_affinity", "context_window_fallback"):
+            if not getattr(r, flag):
+                spec[flag] = False
+        rules = []
+        for rule in r.rules.all():
+            item = {"name": rule.name, "when": rule.conditions}
+            if rule.target_route_id:
+                item["route"] = rule.target_route.name
+            else:
+                item["provider"] = rule.target_provider.name
+                if rule.target_model:
+                    item["model"] = rule.target_model
+            if not rule.enabled:
+                item["enabled"] = False
+            rules.append(item)
+        if rules:
+            spec["rules"] = rules
+        out["routes"].append(spec)
     if not out["routes"]:
         del out["routes"]
     return out

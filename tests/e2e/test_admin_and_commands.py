@@ -193,3 +193,40 @@ def test_the_daily_rollup_aggregates_usage_per_user_route_provider_and_model():
     row = DailyUsage.objects.get(route=route)
     assert (row.requests, row.errors, row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (3, 1, 300, 30, 15)
     assert float(row.cost_usd) == 0.003 and row.user == user and row.day == now.date()
+
+
+def test_routes_with_rules_round_trip_through_the_config_file():
+    name = world.unique("rules")
+    text = f"""
+providers:
+  - {{name: {name}-local, type: ollama, model: "qwen2.5-coder:7b", base_url: "http://127.0.0.1:9"}}
+  - {{name: {name}-cloud, type: anthropic, model: claude-sonnet-4-5, base_url: "http://127.0.0.1:9"}}
+routes:
+  - name: {name}-strong
+    targets: [{name}-cloud]
+  - name: {name}-agent
+    strategy: priority
+    session_affinity: false
+    targets: [{name}-local]
+    rules:
+      - name: hard steps
+        when: {{min_tools: 1, min_prompt_tokens: 20000}}
+        route: {name}-strong
+      - name: titles
+        when: {{side_call: true}}
+        provider: {name}-local
+        model: "qwen2.5-coder:1.5b"
+"""
+    import_config(load(text))
+    route = Route.objects.get(name=f"{name}-agent")
+    assert not route.session_affinity
+    assert [(r.name, r.target_route_id is not None) for r in route.rules.order_by("order")] == [
+        ("hard steps", True), ("titles", False)]
+    exported = next(r for r in export_config()["routes"] if r["name"] == f"{name}-agent")
+    assert exported["rules"][0] == {"name": "hard steps", "when": {"min_tools": 1, "min_prompt_tokens": 20000},
+                                    "route": f"{name}-strong"}
+    assert exported["session_affinity"] is False
+    import_config(load(text))  # idempotent
+    assert route.rules.count() == 2
+    with pytest.raises(Exception, match="side_cal"):
+        import_config(load(text.replace("side_call", "side_cal")))
