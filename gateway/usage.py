@@ -91,7 +91,16 @@ class UsageRecorder:
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         sql = (f"INSERT INTO {connection.ops.quote_name(UsageRecord._meta.db_table)} ({columns}) "
                f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING")
-        rows = [[f.get_db_prep_save(row[f.attname], connection) for f in fields] for row in batch]
+        # Only fields whose Python value is not already what the driver takes need the
+        # field's own preparation (datetimes, decimals, JSON); the rest pass as they are.
+        prepared = [(f.attname, f) for f in fields
+                    if f.get_internal_type() in ("DateTimeField", "DecimalField", "JSONField")]
+        rows = []
+        for row in batch:
+            values = dict(row)
+            for name, field in prepared:
+                values[name] = field.get_db_prep_save(values[name], connection)
+            rows.append([values[f.attname] for f in fields])
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.executemany(sql, rows)
