@@ -140,9 +140,17 @@ class FakeServer:
 
     def stop(self) -> None:
         if self._loop and self._runner:
+            async def shutdown() -> None:
+                # Handlers hanging on purpose (hang, stall_after) would outlive the loop.
+                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in others:
+                    task.cancel()
+                await asyncio.gather(*others, return_exceptions=True)
+                await self._runner.cleanup()
+
             try:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            except Exception:  # a handler still hanging on purpose; the thread is a daemon
+                asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+            except Exception:  # the thread is a daemon: exiting is enough
                 pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
