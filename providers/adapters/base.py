@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncio
-
-import aiohttp
-import yarl
 
 from providers import http
+from providers.upstream_client import Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from providers.codecs.errors import GatewayError
 from routing.table import ProviderInfo
 
@@ -86,61 +83,57 @@ class Adapter:
                                dumps(body))
 
     async def send(self, request: UpstreamRequest, provider: ProviderInfo) -> "UpstreamResponse":
-        """Send and return once response headers arrived (body not read yet).
-        `sock_read` bounds the wait for the first byte and every stall after it."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout,
-                                        sock_read=provider.first_token_timeout)
+        """Send and return once response headers arrived (body not read yet). The
+        provider's first-token timeout bounds the wait for the first byte and every
+        stall after it; its connect timeout bounds the connection."""
         try:
-            url = yarl.URL(request.url, encoded=True) if request.encoded_url else request.url
-            response = await http.session().request(request.method, url, headers=request.headers,
-                                                    data=request.content, timeout=timeout, allow_redirects=False)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayError("timeout", f"upstream {provider.name} timed out", 504, retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError("bad_gateway", f"upstream {provider.name} unreachable: {type(exc).__name__}: "
-                                              f"{str(exc)[:200]}", 502, retryable=True) from None
+            response = await http.client().request(
+                request.method, request.url, request.headers, request.content,
+                connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout)
+        except UpstreamTimeout as exc:
+            raise GatewayError("timeout", f"upstream {provider.name} timed out ({exc})", 504,
+                               retryable=True) from None
+        except (UpstreamConnectError, UpstreamProtocolError) as exc:
+            raise GatewayError("bad_gateway", f"upstream {provider.name} unreachable: {str(exc)[:200]}", 502,
+                               retryable=True) from None
         return UpstreamResponse(response, provider.name)
 
 
 class UpstreamResponse:
-    """A thin view of an upstream response that turns transport failures into
+    """A view of an upstream response that turns transport failures into
     GatewayErrors (retryable: the caller decides whether it may still fall back)."""
 
     __slots__ = ("_response", "_name", "status", "headers")
 
-    def __init__(self, response: aiohttp.ClientResponse, name: str) -> None:
+    def __init__(self, response: Response, name: str) -> None:
         self._response = response
         self._name = name
         self.status = response.status
-        self.headers = response.headers
+        self.headers = response.headers  # lower-case names
 
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except UpstreamTimeout:
             raise GatewayError("timeout", f"upstream {self._name} timed out while sending its response", 504,
                                retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError("bad_gateway", f"upstream {self._name} broke off its response: "
-                                              f"{type(exc).__name__}", 502, retryable=True) from None
+        except UpstreamProtocolError as exc:
+            raise GatewayError("bad_gateway", f"upstream {self._name} broke off its response: {exc}", 502,
+                               retryable=True) from None
 
     async def chunks(self):
         """Body chunks as they arrive."""
-        content = self._response.content
         try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
+            async for chunk in self._response.chunks():
                 yield chunk
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except UpstreamTimeout:
             raise GatewayError("timeout", f"upstream {self._name} stalled (no bytes within its first-token "
                                           f"timeout)", 504, retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError("bad_gateway", f"upstream {self._name} broke off the stream: "
-                                              f"{type(exc).__name__}", 502, retryable=True) from None
+        except UpstreamProtocolError as exc:
+            raise GatewayError("bad_gateway", f"upstream {self._name} broke off the stream: {exc}", 502,
+                               retryable=True) from None
 
     def close(self) -> None:
-        # Releasing an unfinished response closes its connection (not returned to the
+        # An unfinished response closes its connection (it is not returned to the
         # pool), which is what tells the provider to stop generating.
-        self._response.release() if self._response.content.is_eof() else self._response.close()
+        self._response.close()

@@ -4,8 +4,8 @@ URL: {base}/model/{modelId}/converse[-stream], base = the provider's base_url (a
 VPC endpoint, a test fake) or https://bedrock-runtime.{region}.amazonaws.com.
 The model id (foundation model, inference profile id such as
 "us.anthropic.claude-sonnet-4-5-20250929-v1:0", or an ARN) is percent-encoded in
-the path, signed that way and sent byte for byte (UpstreamRequest.encoded_url:
-aiohttp would otherwise turn %3A back into ':' and break the signature).
+the path, signed that way and sent byte for byte (UpstreamRequest.encoded_url;
+the gateway's upstream client sends the path exactly as given, so the signature holds).
 
 Every request is SigV4-signed by botocore (providers/aws.py) right before it is
 sent, with the provider's own keys or the standard AWS chain (environment,
