@@ -30,7 +30,7 @@ from tests.fakes.base import FakeServer
 
 from . import world
 from .build import ALICE, Clock
-from .conftest import ROOT
+from tests.environment import ROOT
 
 
 class Misbehaving(FakeServer):

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from .conftest import ROOT
+from tests.environment import ROOT
 
 PURE = ("routing.table", "routing.router", "routing.features", "routing.rules", "routing.stats",
         "routing.strategies", "routing.planner")
