@@ -35,9 +35,9 @@ def sign_request(method: str, url: str, headers: Mapping[str, str] | None, body:
     e.g. `/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse`); botocore
     applies SigV4's second round of encoding for the canonical request itself.
     The Host header is derived from the URL (and must match what the HTTP client
-    sends, which httpx and aiohttp do). The path must go out byte for byte as
-    signed: httpx keeps it; aiohttp/yarl re-quote (`%3A` -> `:`) unless given
-    `yarl.URL(url, encoded=True)`. `credentials` is anything with access_key /
+    sends: the gateway's upstream client sends the URL's host[:port], as httpx
+    does). The path must go out byte for byte as signed: the gateway's client and
+    httpx keep it; aiohttp/yarl would re-quote it (`%3A` -> `:`). `credentials` is anything with access_key /
     secret_key / token (a botocore Credentials, refreshable ones included, or the
     frozen ReadOnlyCredentials that `resolve_credentials` returns).
     """
