@@ -7,7 +7,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-django_app = get_asgi_application()  # sets Django up before the proxy imports models
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+# Sets Django up before the proxy imports models. The static-files handler serves the
+# admin's CSS/JS from the installed apps (no collectstatic or web server needed for
+# the embedded profile; put a CDN or web server in front in the scaled one).
+django_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 

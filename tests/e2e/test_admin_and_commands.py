@@ -230,3 +230,10 @@ routes:
     assert route.rules.count() == 2
     with pytest.raises(Exception, match="side_cal"):
         import_config(load(text.replace("side_call", "side_cal")))
+
+
+def test_the_admin_pages_get_their_stylesheets(gateway):
+    login = httpx.get(gateway.url + "/admin/login/")
+    assert login.status_code == 200 and "/static/admin/css/base.css" in login.text
+    css = httpx.get(gateway.url + "/static/admin/css/base.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]
