@@ -2,7 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 
 from .keys import display_prefix, generate_key, hash_key
-from .models import DailyUsage, UsageRecord, VirtualKey
+from .limits import LIMITS
+from .models import Budget, DailyUsage, UsageRecord, VirtualKey
 
 
 class VirtualKeyForm(forms.ModelForm):
@@ -60,3 +61,22 @@ class DailyUsageAdmin(admin.ModelAdmin):
     list_display = ("day", "user", "key", "route", "provider", "model", "requests", "errors", "prompt_tokens",
                     "completion_tokens", "cost_usd")
     list_filter = ("day", "provider", "route")
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "user", "key", "amount_usd", "period", "hard", "spent_now")
+    list_filter = ("period", "hard")
+    search_fields = ("user__username", "key__prefix", "key__name")
+
+    @admin.display(description="spent this period (USD)")
+    def spent_now(self, obj):
+        import time
+
+        from .limits import build_budgets
+
+        # Read from the database (this admin process has no live ledger of its own).
+        for info in build_budgets().get(("key", obj.key_id) if obj.key_id else ("user", obj.user_id), ()):
+            if info.id == obj.id:
+                return f"{LIMITS.spent(info, time.time()):.4f}"
+        return "-"

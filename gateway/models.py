@@ -29,6 +29,39 @@ class VirtualKey(models.Model):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
 
 
+class Budget(models.Model):
+    """A spend limit in USD for one user (all their keys) or one key, per period."""
+
+    class Period(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+        TOTAL = "total"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="budgets")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    amount_usd = models.DecimalField(max_digits=12, decimal_places=4)
+    period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTHLY)
+    hard = models.BooleanField(default=True, help_text="Refuse requests once spent; soft budgets only warn "
+                                                       "(x-gateway-budget-warning header).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=models.Q(user__isnull=False, key__isnull=True) | models.Q(user__isnull=True, key__isnull=False),
+            name="budget_for_a_user_or_a_key")]
+
+    def __str__(self) -> str:
+        return f"${self.amount_usd} {self.period} for {self.user or self.key}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if (self.user_id is None) == (self.key_id is None):
+            raise ValidationError("A budget belongs to a user or to a key (one of them).")
+
+
 class UsageRecord(models.Model):
     """One row per proxied request, written in batches off the hot path."""
 

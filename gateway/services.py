@@ -11,13 +11,14 @@ from django.utils import timezone
 from routing.models import Route
 
 from .keys import display_prefix, generate_key, hash_key
-from .models import VirtualKey
+from .models import Budget, VirtualKey
 
 
 @transaction.atomic
 def key_issue(*, username: str, name: str = "", routes: list[str] | None = None,
               expires_at: datetime | None = None, rpm_limit: int | None = None,
-              tpm_limit: int | None = None) -> tuple[VirtualKey, str]:
+              tpm_limit: int | None = None, budget_usd: float | None = None,
+              budget_period: str = "monthly") -> tuple[VirtualKey, str]:
     """Create a key for `username` (the user is created if needed). Returns the row
     and the plaintext key, which exists only here: show it once."""
     user, _ = get_user_model().objects.get_or_create(username=username)
@@ -31,6 +32,8 @@ def key_issue(*, username: str, name: str = "", routes: list[str] | None = None,
         if missing:
             raise ValueError(f"unknown routes: {', '.join(sorted(missing))}")
         key.allowed_routes.set(found)
+    if budget_usd is not None:
+        Budget.objects.create(key=key, amount_usd=budget_usd, period=budget_period)
     return key, plaintext
 
 

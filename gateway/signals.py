@@ -7,10 +7,10 @@ from django.dispatch import receiver
 from providers.models import Provider, ProviderModel
 from routing.models import Route, RouteTarget
 
-from .models import VirtualKey
+from .models import Budget, VirtualKey
 from .snapshot import bump_version
 
-CONFIG_MODELS = (Provider, ProviderModel, Route, RouteTarget, VirtualKey)
+CONFIG_MODELS = (Provider, ProviderModel, Route, RouteTarget, VirtualKey, Budget)
 
 
 @receiver(post_save)

@@ -55,6 +55,7 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
 
     from gateway.models import VirtualKey
     from providers.models import Provider
+    from gateway.limits import build_budgets
     from routing.selectors import provider_health, route_info, routes_for_snapshot
 
     try:
@@ -102,7 +103,7 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
             default_route=DEFAULT_ROUTE if default else None,
             fallback=default.targets[1:] if default else (),
             model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous,
-            health=health, health_latency_ms=health_latency)
+            health=health, health_latency_ms=health_latency, budgets=build_budgets())
     finally:
         connection.close()  # built in a worker thread: do not leave its connection open
 

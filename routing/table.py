@@ -116,6 +116,8 @@ class ConfigSnapshot:
     fallback: tuple[TargetInfo, ...] = ()  # global fallback chain (config `routing.fallback`)
     model_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model id → provider names
     anonymous: KeyInfo | None = None  # set when GATEWAY_ALLOW_ANONYMOUS
+    # ("user" | "key", id) → budgets (gateway.limits.BudgetInfo)
+    budgets: dict[tuple[str, int], tuple] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)  # provider name → ProviderHealth.status
     health_latency_ms: dict[str, float] = field(default_factory=dict)  # provider name → probe latency EWMA
 

@@ -13,6 +13,7 @@ import orjson
 from django.conf import settings
 
 from gateway.cluster import CLUSTER
+from gateway.limits import LIMITS
 from gateway.snapshot import get_snapshot
 from gateway.usage import recorder
 from providers.adapters import get_adapter
@@ -39,6 +40,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
     ctx = RequestContext(door.name)
     codec = get_codec(door.format)
     exchange: Exchange | None = None
+    snapshot = None
+    admitted = False
     watcher: asyncio.Task | None = None
     try:
         for name, value in scope["headers"]:
@@ -65,6 +68,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
                                code="model_not_found" if exc.status == 404 else None) from None
         plan = decision.plan
         ctx.route, ctx.rule = plan.route, decision.rule or ""
+        budget_warning = LIMITS.admit(snapshot, ctx.key)
+        admitted = True
         ctx.candidates = [f"{c.provider.name}/{c.model}" for c in plan.candidates]
         watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, asyncio.current_task()))
         if door.endpoint == "count_tokens" and not _counts_upstream(plan, door.format):
@@ -74,6 +79,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         if door.format == "openai_responses":
             body = await conversations.expand(body)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream)
+        if budget_warning:
+            ctx.warning = budget_warning
         if store:
             exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
                 conversations.save(response, items)
@@ -112,7 +119,11 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
             watcher.cancel()
         if not ctx.recorded:
             ctx.recorded = True
-            recorder.record(ctx.to_record())
+            record = ctx.to_record()
+            recorder.record(record)
+            if admitted:
+                LIMITS.settle(snapshot, ctx.key, float(record["cost_usd"]),
+                              record["prompt_tokens"] + record["completion_tokens"])
 
 
 def _counts_upstream(plan, client_format: str) -> bool:

@@ -21,7 +21,7 @@ SESSION_HEADERS = (b"agent-session-id", b"x-claude-code-session-id", b"session-i
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type", "error_message", "usage", "ttft",
-                 "attempts", "session_id", "disconnected", "recorded", "chunks")
+                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -47,6 +47,7 @@ class RequestContext:
         self.disconnected = False
         self.recorded = False
         self.chunks = 0  # content-bearing stream events, for usage estimates
+        self.warning = ""  # soft budget spent: x-gateway-budget-warning
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
@@ -101,7 +102,7 @@ class RequestContext:
         }
 
     def response_headers(self) -> dict[str, str]:
-        return {
+        headers = {
             "x-request-id": self.request_id,
             "x-gateway-route": self.route,
             "x-gateway-provider": self.provider,
@@ -111,6 +112,9 @@ class RequestContext:
             "x-gateway-rule": _header_safe(self.rule),
             "x-gateway-candidates": _header_safe(",".join(self.candidates[:8])),
         }
+        if self.warning:
+            headers["x-gateway-budget-warning"] = _header_safe(self.warning)
+        return headers
 
 
 def _header_safe(value: str) -> str:

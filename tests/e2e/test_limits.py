@@ -1,0 +1,99 @@
+"""Budgets and per-key rate limits, enforced by the running gateway."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from gateway.keys import hash_key
+from gateway.models import Budget, VirtualKey
+from gateway.services import key_issue
+
+from . import world
+
+CHAT = [{"role": "user", "content": "hello"}]
+
+
+def post(gateway, key, model, **headers):
+    return httpx.post(gateway.url + "/v1/chat/completions", json={"model": model, "messages": CHAT},
+                      headers={"authorization": f"Bearer {key}", **headers}, timeout=30)
+
+
+def priced_provider(fake_openai):
+    """Every request costs more than one cent: 7 output tokens at $2,000 per 1M."""
+    upstream = world.provider(fake_openai.url + "/v1")
+    world.price(upstream, "mock", input_price=0, output_price=2000)
+    return upstream
+
+
+def test_a_spent_hard_key_budget_refuses_the_next_request(gateway, fake_openai):
+    upstream = priced_provider(fake_openai)
+    _, key = key_issue(username="dave", budget_usd=0.01, budget_period="daily")
+    first = post(gateway, key, upstream.name)
+    assert first.status_code == 200
+    assert float(world.wait_record(first.headers["x-request-id"]).cost_usd) == 0.014
+    refused = post(gateway, key, upstream.name)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "insufficient_quota" and "budget of $0.01 (daily) is spent" in error["message"]
+    assert len(fake_openai.requests) == 1  # nothing forwarded
+    anthropic = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": key},
+                           json={"model": upstream.name, "max_tokens": 5, "messages": CHAT})
+    assert anthropic.status_code == 429 and anthropic.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_user_budget_covers_all_of_the_users_keys(gateway, fake_openai):
+    upstream = priced_provider(fake_openai)
+    name = world.unique("erin")
+    _, laptop = key_issue(username=name)
+    _, desktop = key_issue(username=name)
+    Budget.objects.create(user=get_user_model().objects.get(username=name), amount_usd=0.01, period="monthly")
+    assert post(gateway, laptop, upstream.name).status_code == 200
+    assert post(gateway, desktop, upstream.name).status_code == 429
+
+
+def test_a_soft_budget_only_warns(gateway, fake_openai):
+    upstream = priced_provider(fake_openai)
+    key_row, key = key_issue(username=world.unique("frank"))
+    Budget.objects.create(key=key_row, amount_usd=0.01, period="weekly", hard=False)
+    post(gateway, key, upstream.name)
+    r = post(gateway, key, upstream.name)
+    assert r.status_code == 200 and "spent" in r.headers["x-gateway-budget-warning"]
+
+
+def test_spend_already_in_the_database_counts_after_a_restart_of_the_snapshot(gateway, fake_openai):
+    upstream = priced_provider(fake_openai)
+    key_row, key = key_issue(username=world.unique("gina"))
+    assert post(gateway, key, upstream.name).status_code == 200
+    time.sleep(0.3)  # flushed to the database
+    Budget.objects.create(key=key_row, amount_usd=0.01, period="total")  # a config save: snapshot rebuilt
+    assert post(gateway, key, upstream.name).status_code == 429
+
+
+def test_requests_per_minute_are_limited_per_key_with_retry_after(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    _, key = key_issue(username=world.unique("hank"), rpm_limit=2)
+    assert [post(gateway, key, upstream.name).status_code for _ in range(2)] == [200, 200]
+    r = post(gateway, key, upstream.name)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_tokens_per_minute_are_limited_per_key(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    _, key = key_issue(username=world.unique("ivy"), tpm_limit=10)
+    assert post(gateway, key, upstream.name).status_code == 200  # uses more than 10 tokens
+    r = post(gateway, key, upstream.name)
+    assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
+
+
+def test_issue_key_can_attach_a_budget():
+    out = io.StringIO()
+    call_command("issue_key", "--user", "judy", "--budget", "25", "--period", "weekly", "--quiet", stdout=out)
+    key = VirtualKey.objects.get(key_hash=hash_key(out.getvalue().strip()))
+    budget = key.budgets.get()
+    assert float(budget.amount_usd) == 25 and budget.period == "weekly" and budget.hard
