@@ -25,3 +25,33 @@ def usage_rollup(*, days: int = 2) -> int:
     DailyUsage.objects.filter(day__gte=since).delete()
     DailyUsage.objects.bulk_create([DailyUsage(**row) for row in rows])
     return len(rows)
+
+
+REPORT_DIMENSIONS = {
+    "user": "user__username",
+    "key": "key__prefix",
+    "route": "route",
+    "provider": "provider",
+    "model": "model",
+    "day": "day",
+}
+
+
+def usage_report(*, by: str, days: int = 30) -> list[dict]:
+    """Spend and tokens grouped by one dimension over the last `days` days, most
+    expensive first (by day: newest first). Reads UsageRecord directly, so it is
+    current to the last usage flush."""
+    if by not in REPORT_DIMENSIONS:
+        raise ValueError(f"unknown dimension `{by}` (one of {', '.join(REPORT_DIMENSIONS)})")
+    since = timezone.now() - timedelta(days=days)
+    column = REPORT_DIMENSIONS[by]
+    rows = UsageRecord.objects.filter(created_at__gte=since)
+    if by == "day":
+        rows = rows.annotate(day=TruncDate("created_at"))
+    rows = (rows.values(column)
+            .annotate(requests=Count("id"), errors=Count("id", filter=Q(status__gte=400)),
+                      fallbacks=Count("id", filter=Q(attempts__gt=1)),
+                      prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+                      cached_tokens=Sum("cached_tokens"), cost_usd=Sum("cost_usd"))
+            .order_by("-day" if by == "day" else "-cost_usd"))
+    return [{"name": str(row.pop(column) or "-"), **row, "cost_usd": float(row["cost_usd"] or 0)} for row in rows]
