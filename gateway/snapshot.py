@@ -80,7 +80,7 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
                 connect_timeout=p.connect_timeout, first_token_timeout=p.first_token_timeout,
                 total_timeout=p.total_timeout, wire_api=p.wire_api, models=models)
 
-        routes: dict[str, RouteInfo] = {r.name: route_info(r) for r in routes_for_snapshot()}
+        routes = {r.name: route_info(r) for r in routes_for_snapshot()}
         health, health_latency = provider_health()
 
         keys: dict[str, KeyInfo] = {}
@@ -108,10 +108,6 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
         connection.close()  # built in a worker thread: do not leave its connection open
 
 
-def get_snapshot_nowait() -> ConfigSnapshot:
-    return _current
-
-
 async def get_snapshot() -> ConfigSnapshot:
     """The current snapshot, rebuilt first if the config version moved."""
     global _current, _lock
@@ -128,10 +124,3 @@ async def get_snapshot() -> ConfigSnapshot:
         _current = await asyncio.to_thread(build_snapshot, version)
         log.info("config snapshot rebuilt in %.1f ms", (time.perf_counter() - started) * 1000)
         return _current
-
-
-def refresh_sync() -> ConfigSnapshot:
-    """Build at start-up (or in tests) outside any event loop."""
-    global _current
-    _current = build_snapshot(current_version())
-    return _current

@@ -30,7 +30,7 @@ from .context import SESSION_HEADERS, RequestContext
 from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
                     OpenAIChatDoor, OpenAIEmbeddingsDoor, ResponsesDoor)
 from .forward import Exchange
-from .io import BodyTooLarge, ClientGone, read_body, send_bytes, send_json
+from .io import BodyTooLarge, ClientGone, read_body, send_json
 from .tokens import estimate_request
 
 log = logging.getLogger("junction.proxy")

@@ -13,17 +13,6 @@ class ClientGone(Exception):
     pass
 
 
-def header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def headers_dict(scope: dict) -> dict[bytes, bytes]:
-    return dict(scope["headers"])
-
-
 async def read_body(receive, limit: int, content_length: int | None) -> bytes:
     if content_length is not None and content_length > limit:
         raise BodyTooLarge()

@@ -36,9 +36,3 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
 
     wire_formats = ("openai_chat",)
 
-
-class OllamaOpenAIAdapter(OpenAICompatibleAdapter):
-    """Ollama through its OpenAI-compatible /v1 API (base_url is the host root)."""
-
-    def url(self, provider: ProviderInfo, model: str, endpoint: str, wire_format: str, stream: bool) -> str:
-        return provider.base_url + "/v1" + PATHS[endpoint, wire_format]

@@ -18,7 +18,7 @@ Token accounting convention (all codecs follow it):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Literal, Union
 
 # --------------------------------------------------------------------------- blocks
 
@@ -231,10 +231,3 @@ def merge_usage(into: Usage, update: Usage | None) -> Usage:
     if update.cost is not None:
         into.cost = update.cost
     return into
-
-
-def as_text(blocks: list[Block]) -> str:
-    return "".join(b.text for b in blocks if isinstance(b, TextBlock))
-
-
-JSONDict = dict[str, Any]
