@@ -1,18 +1,21 @@
 """Budgets (USD per user or key and period) and per-key RPM/TPM limits, enforced
 before a request is forwarded, from memory.
 
-Spend = what the database held for the period when the config snapshot was built
-+ what this process recorded since. Exact for the embedded profile (one process);
-with several processes each one learns the others' spend at its next snapshot
-rebuild (any config save), so a hard budget can be overshot by what the other
-processes spent in between. Records still in the usage queue when a snapshot is
-rebuilt are missed until the next rebuild (at most one flush window).
+Spend = what the database holds for the period (read when the config snapshot is
+built and again every GATEWAY_BUDGET_REFRESH_SECONDS) + what this process booked
+that the database did not hold yet (pruned by the usage writer's flush times, so
+nothing counts twice). Exact in one process; across processes sharing a database,
+another process's spend counts here within one flush window plus one refresh
+interval, so a hard budget can be overshot by about what they spend in that time.
 RPM/TPM windows are per process: with N processes the effective limit is up to N×.
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextvars
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 
 from providers.codecs.errors import GatewayError
 from routing.table import ConfigSnapshot, KeyInfo
+
+log = logging.getLogger("junction.limits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ class BudgetInfo:
     hard: bool
     period_start: float  # epoch seconds, the period the seed belongs to
     spent_at_build: float
+    cutoff: float = 0.0  # the database held every record this process settled before this
 
 
 def period_start(period: str, now: float) -> float:
@@ -46,26 +52,77 @@ def period_start(period: str, now: float) -> float:
     return float(calendar.timegm(day.timetuple()))
 
 
+class _Ledger:
+    """This process's spend on one budget that the database may not hold yet."""
+
+    __slots__ = ("period", "entries", "total")
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.entries: deque[tuple[float, float]] = deque()  # (when, cost)
+        self.total = 0.0
+
+    def prune(self, cutoff: float) -> None:
+        """Drop what the database holds now: everything settled before `cutoff`."""
+        entries = self.entries
+        while entries and entries[0][0] < cutoff:
+            self.total -= entries.popleft()[1]
+        if not entries:
+            self.total = 0.0  # no float drift left behind
+
+
 class Limits:
     def __init__(self) -> None:
-        self._spent: dict[int, tuple[float, float]] = {}  # budget id → (period start, spent since build)
+        self._seeds: dict[int, tuple[float, float]] = {}  # budget id → (period start, spent in the database)
+        self._ledgers: dict[int, _Ledger] = {}
         self._version: object = None
         self._requests: dict[int, deque[float]] = {}
         self._tokens: dict[int, deque[tuple[float, int]]] = {}
+        self._refresher: asyncio.Task | None = None
 
     def _budgets(self, snapshot: ConfigSnapshot, key: KeyInfo) -> list[BudgetInfo]:
         if not snapshot.budgets:
             return []
-        if snapshot.version != self._version:  # a rebuilt snapshot carries fresh seeds
-            self._spent.clear()
+        if snapshot.version != self._version:  # a rebuilt snapshot carries fresh database totals
             self._version = snapshot.version
+            cutoff = 0.0
+            for budgets in snapshot.budgets.values():
+                for b in budgets:
+                    self._seeds[b.id] = (b.period_start, b.spent_at_build)
+                    cutoff = b.cutoff
+            for ledger in self._ledgers.values():
+                ledger.prune(cutoff)
         return [*snapshot.budgets.get(("key", key.id), ()), *snapshot.budgets.get(("user", key.user_id), ())]
 
     def spent(self, budget: BudgetInfo, now: float) -> float:
         start = period_start(budget.period, now)
-        base = budget.spent_at_build if budget.period_start == start else 0.0
-        since_start, since = self._spent.get(budget.id, (start, 0.0))
-        return base + (since if since_start == start else 0.0)
+        seed_start, seed = self._seeds.get(budget.id, (budget.period_start, budget.spent_at_build))
+        ledger = self._ledgers.get(budget.id)
+        return (seed if seed_start == start else 0.0) + (ledger.total if ledger and ledger.period == start else 0.0)
+
+    def ensure_refreshing(self, snapshot: ConfigSnapshot) -> None:
+        """Re-read budget spend from the database every GATEWAY_BUDGET_REFRESH_SECONDS
+        while budgets exist, so spend booked by other processes counts here too."""
+        if self._refresher is None and snapshot.budgets:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(),
+                                                                     context=contextvars.Context())
+
+    async def _refresh_loop(self) -> None:
+        from django.conf import settings
+
+        from .usage import recorder
+
+        while True:
+            await asyncio.sleep(settings.GATEWAY_BUDGET_REFRESH_SECONDS)
+            try:
+                cutoff = recorder.flushed_before
+                fresh = await asyncio.to_thread(_database_spend)
+            except Exception as exc:  # database briefly unavailable: keep the last totals
+                log.warning("budget refresh failed: %s", type(exc).__name__)
+                continue
+            self._seeds.update(fresh)
+            for ledger in self._ledgers.values():
+                ledger.prune(cutoff)
 
     def admit(self, snapshot: ConfigSnapshot, key: KeyInfo, now: float | None = None) -> str | None:
         """Raise a 429 GatewayError if a hard budget is spent or a rate limit is reached;
@@ -107,13 +164,16 @@ class Limits:
 
     def settle(self, snapshot: ConfigSnapshot, key: KeyInfo, cost: float, tokens: int,
                now: float | None = None) -> None:
-        """Book a finished request's cost and tokens."""
+        """Book a finished request's cost and tokens (before its usage record is queued)."""
         now = time.time() if now is None else now
         if cost:
             for budget in self._budgets(snapshot, key):
                 start = period_start(budget.period, now)
-                since_start, since = self._spent.get(budget.id, (start, 0.0))
-                self._spent[budget.id] = (start, (since if since_start == start else 0.0) + cost)
+                ledger = self._ledgers.get(budget.id)
+                if ledger is None or ledger.period != start:
+                    ledger = self._ledgers[budget.id] = _Ledger(start)
+                ledger.entries.append((now, cost))
+                ledger.total += cost
         if tokens and key.id is not None and key.tpm_limit:
             self._window(self._tokens, key.id, now).append((now, tokens))
 
@@ -127,7 +187,10 @@ def build_budgets(now: float | None = None) -> dict[tuple[str, int], tuple[Budge
 
     from .models import Budget, UsageRecord
 
+    from .usage import recorder
+
     now = time.time() if now is None else now
+    cutoff = recorder.flushed_before
     out: dict[tuple[str, int], list[BudgetInfo]] = {}
     for b in Budget.objects.all():
         start = period_start(b.period, now)
@@ -136,5 +199,15 @@ def build_budgets(now: float | None = None) -> dict[tuple[str, int], tuple[Budge
         spent = float(records.aggregate(total=Sum("cost_usd"))["total"] or 0)
         scope, owner = ("key", b.key_id) if b.key_id else ("user", b.user_id)
         out.setdefault((scope, owner), []).append(
-            BudgetInfo(b.id, scope, owner, float(b.amount_usd), b.period, b.hard, start, spent))
+            BudgetInfo(b.id, scope, owner, float(b.amount_usd), b.period, b.hard, start, spent, cutoff))
     return {k: tuple(v) for k, v in out.items()}
+
+
+def _database_spend() -> dict[int, tuple[float, float]]:
+    """budget id → (period start, spent in the database): for the periodic refresh."""
+    from django.db import close_old_connections
+
+    try:
+        return {b.id: (b.period_start, b.spent_at_build) for budgets in build_budgets().values() for b in budgets}
+    finally:
+        close_old_connections()

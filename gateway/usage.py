@@ -30,6 +30,9 @@ class UsageRecorder:
         self._write_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self.listeners: list = []  # callables(fields) for live dashboards; must be cheap
+        # Wall-clock start of the last flush that succeeded: every record queued before it
+        # is in the database (budget spend reads the database and this process's newer ones).
+        self.flushed_before = 0.0
 
     def record(self, fields: dict) -> None:
         self._queue.put(fields)
@@ -62,13 +65,16 @@ class UsageRecorder:
     def flush(self) -> int:
         """Write everything queued so far; returns the number of records written."""
         with self._write_lock:
+            started = time.time()
             batch = self._drain()
             if not batch:
+                self.flushed_before = started
                 return 0
             delay = 0.1
             while True:
                 try:
                     self._write(batch)
+                    self.flushed_before = started
                     return len(batch)
                 except Exception:  # DB locked or down: keep the batch, never drop it
                     log.exception("usage flush failed; retrying %d records", len(batch))

@@ -29,6 +29,7 @@ def test_spend_rolls_over_with_the_period():
     snapshot = dataclasses.replace(EMPTY, version="v1", budgets={("key", 7): (budget,)})
     key = KeyInfo(id=7, user_id=3, username="kim", prefix="jk-x")
     limits = Limits()
+    limits._budgets(snapshot, key)  # takes the snapshot's database totals
     today, tomorrow = ts("2026-11-25T12:00:00"), ts("2026-11-26T00:00:01")
     limits.settle(snapshot, key, cost=0.5, tokens=0, now=today)
     assert limits.spent(budget, today) == 1.1

@@ -68,6 +68,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
                                code="model_not_found" if exc.status == 404 else None) from None
         plan = decision.plan
         ctx.route, ctx.rule = plan.route, decision.rule or ""
+        LIMITS.ensure_refreshing(snapshot)
         budget_warning = LIMITS.admit(snapshot, ctx.key)
         admitted = True
         ctx.candidates = [f"{c.provider.name}/{c.model}" for c in plan.candidates]
@@ -120,10 +121,10 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         if not ctx.recorded:
             ctx.recorded = True
             record = ctx.to_record()
-            recorder.record(record)
-            if admitted:
+            if admitted:  # booked before it is queued: see gateway.limits
                 LIMITS.settle(snapshot, ctx.key, float(record["cost_usd"]),
                               record["prompt_tokens"] + record["completion_tokens"])
+            recorder.record(record)
 
 
 def _counts_upstream(plan, client_format: str) -> bool:
