@@ -146,6 +146,7 @@ GATEWAY_RETRIES = env.int("GATEWAY_RETRIES", default=1)
 GATEWAY_RETRY_DEADLINE = env.float("GATEWAY_RETRY_DEADLINE", default=30.0)
 GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=8.0)
 GATEWAY_BUDGET_REFRESH_SECONDS = env.float("GATEWAY_BUDGET_REFRESH_SECONDS", default=1.0)
+GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
 # Encryption keys for provider secrets (Fernet, comma-separated; first encrypts,

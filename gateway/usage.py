@@ -121,3 +121,12 @@ class UsageRecorder:
 
 
 recorder = UsageRecorder()
+
+
+def _metrics_listener(fields: dict) -> None:
+    from .metrics import observe
+
+    observe(fields)
+
+
+recorder.listeners.append(_metrics_listener)

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from gateway.cluster import CLUSTER
 from gateway.limits import LIMITS
+from gateway.metrics import exposition
 from gateway.snapshot import get_snapshot
 from gateway.usage import recorder
 from providers.adapters import get_adapter
@@ -30,7 +31,7 @@ from .context import SESSION_HEADERS, RequestContext
 from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
                     OpenAIChatDoor, OpenAIEmbeddingsDoor, ResponsesDoor)
 from .forward import Exchange
-from .io import BodyTooLarge, ClientGone, read_body, send_json
+from .io import BodyTooLarge, ClientGone, read_body, send_bytes, send_json
 from .tokens import estimate_request
 
 log = logging.getLogger("junction.proxy")
@@ -232,6 +233,16 @@ async def stored_response(scope, receive, send, path_key, ident: str) -> None:
     await send_json(send, 200, stored["response"])
 
 
+async def metrics(scope, receive, send, path_key) -> None:
+    token = settings.GATEWAY_METRICS_TOKEN
+    if token and not any(name == b"authorization" and value.decode("latin-1") == f"Bearer {token}"
+                         for name, value in scope["headers"]):
+        await send_json(send, 401, {"error": "metrics token required"})
+        return
+    body, content_type = exposition()
+    await send_bytes(send, 200, body, content_type)
+
+
 async def health_live(scope, receive, send, path_key) -> None:
     await send_json(send, 200, {"status": "ok"})
 
@@ -262,8 +273,8 @@ DOORS: dict[str, FrontDoor] = {
     "/api/chat": OllamaChatDoor(),
 }
 GETS = {"/v1/models": models, "/models": models, "/api/tags": ollama_tags, "/api/version": ollama_version,
-        "/health/live": health_live, "/health/ready": health_ready}
-PREFIXES = ("/v1/", "/health/", "/chat/", "/models", "/responses", "/k/", "/api/chat", "/api/tags", "/api/version")
+        "/health/live": health_live, "/health/ready": health_ready, "/metrics": metrics}
+PREFIXES = ("/v1/", "/health/", "/metrics", "/chat/", "/models", "/responses", "/k/", "/api/chat", "/api/tags", "/api/version")
 
 
 def handles(path: str) -> bool:

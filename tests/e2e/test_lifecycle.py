@@ -45,3 +45,21 @@ def test_anonymous_mode_accepts_any_key_and_books_to_the_anonymous_user(fake_ope
         assert record.user.username == "anonymous" and record.key is None
     finally:
         server.stop()
+
+
+def test_metrics_count_requests_tokens_and_spend(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    world.price(upstream, "mock", input_price=0, output_price=1000)
+    key = world.alice_key()
+    for stream in (False, True):
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                       json={"model": upstream.name, "stream": stream, "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200
+    text = httpx.get(gateway.url + "/metrics").text
+    labels = f'endpoint="chat.completions",model="mock",provider="{upstream.name}",route="provider:{upstream.name}"'
+    assert f'junction_requests_total{{{labels},status="200"}} 2.0' in text
+    assert f'junction_tokens_total{{kind="output",model="mock",provider="{upstream.name}",' \
+           f'route="provider:{upstream.name}"}} 14.0' in text
+    assert f'junction_cost_usd_total{{model="mock",provider="{upstream.name}",route="provider:{upstream.name}"}} ' \
+           f'0.014' in text
+    assert "junction_request_seconds_bucket" in text and "junction_time_to_first_byte_seconds_bucket" in text
