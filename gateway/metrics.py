@@ -25,20 +25,39 @@ FIRST_BYTE = Histogram("junction_time_to_first_byte_seconds", "Time to the upstr
                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
 
+TOKEN_FIELDS = (("input", "prompt_tokens"), ("output", "completion_tokens"), ("cached", "cached_tokens"),
+                ("reasoning", "reasoning_tokens"))
+_children: dict[tuple, tuple] = {}  # label values → metric children (.labels() costs more than .inc())
+
+
+def _for(endpoint: str, route: str, provider: str, model: str, status: int, stream: bool) -> tuple:
+    key = (endpoint, route, provider, model, status, stream)
+    children = _children.get(key)
+    if children is None:
+        if len(_children) > 50_000:  # clients can name arbitrary models: stay bounded
+            _children.clear()
+        children = _children[key] = (
+            REQUESTS.labels(endpoint, route, provider, model, str(status)),
+            tuple(TOKENS.labels(route, provider, model, kind) for kind, _ in TOKEN_FIELDS),
+            COST.labels(route, provider, model), FALLBACKS.labels(route),
+            LATENCY.labels(endpoint, "true" if stream else "false"), FIRST_BYTE.labels(provider))
+    return children
+
+
 def observe(record: dict) -> None:
-    route, provider, model = record["route"], record["provider"], record["model"]
-    REQUESTS.labels(record["endpoint"], route, provider, model, str(record["status"])).inc()
-    for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens"), ("cached", "cached_tokens"),
-                        ("reasoning", "reasoning_tokens")):
+    requests, tokens, cost, fallbacks, latency, first_byte = _for(
+        record["endpoint"], record["route"], record["provider"], record["model"], record["status"], record["stream"])
+    requests.inc()
+    for counter, (_, field) in zip(tokens, TOKEN_FIELDS):
         if record[field]:
-            TOKENS.labels(route, provider, model, kind).inc(record[field])
+            counter.inc(record[field])
     if record["cost_usd"]:
-        COST.labels(route, provider, model).inc(float(record["cost_usd"]))
+        cost.inc(float(record["cost_usd"]))
     if record["attempts"] > 1:
-        FALLBACKS.labels(route).inc()
-    LATENCY.labels(record["endpoint"], "true" if record["stream"] else "false").observe(record["latency_ms"] / 1000)
-    if record["ttft_ms"] is not None and provider:
-        FIRST_BYTE.labels(provider).observe(record["ttft_ms"] / 1000)
+        fallbacks.inc()
+    latency.observe(record["latency_ms"] / 1000)
+    if record["ttft_ms"] is not None and record["provider"]:
+        first_byte.observe(record["ttft_ms"] / 1000)
 
 
 def exposition() -> tuple[bytes, str]:
