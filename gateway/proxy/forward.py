@@ -274,16 +274,18 @@ class Exchange:
                     "headers": [(b"content-type", self.client_codec.stream_media_type.encode())]
                     + encode_headers(headers)})
         self.committed = True
-        if out:
+
+        async def emit(data: bytes) -> None:
             if capture is not None:
-                capture.feed(out)
-            await send({"type": "http.response.body", "body": out, "more_body": True})
+                capture.feed(data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        if out:
+            await emit(out)
         async for chunk in chunks:
             out = pipeline.feed(chunk)
             if out:
-                if capture is not None:
-                    capture.feed(out)
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+                await emit(out)
         tail = pipeline.close()
         if capture is not None:
             capture.feed(tail)
