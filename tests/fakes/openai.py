@@ -90,18 +90,25 @@ class FakeOpenAI(FakeServer):
                           "function": {"name": second, "arguments": json.dumps({"path": "README.md"})}})
         return calls
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    async def prelude(self, request: web.Request, context_error=None):
+        """Record the request and apply the shared failure behaviours: returns
+        (body, behaviour), or the error response to send instead."""
         rec = await self.record(request)
         body = rec.body
         if not isinstance(body, dict):
             return web.json_response(openai_error_body(400), status=400)
         behaviour = Behaviour.parse(body.get("model", ""))
         if "context_length" in behaviour.flags:
-            return web.json_response(context_length_error(), status=400)
+            return web.json_response((context_error or context_length_error)(), status=400)
         request["stream"] = bool(body.get("stream"))
         failed = await self.maybe_fail(request, behaviour, openai_error_body)
-        if failed is not None:
-            return failed
+        return failed if failed is not None else (body, behaviour)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        started = await self.prelude(request)
+        if isinstance(started, web.StreamResponse):
+            return started
+        body, behaviour = started
         calls = self.tool_calls(body, behaviour)
         words = [] if calls else behaviour.words()
         completion_tokens = len(words) + sum(len(c["function"]["arguments"]) // 4 for c in calls)

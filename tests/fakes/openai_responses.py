@@ -29,7 +29,7 @@ import time
 from aiohttp import web
 
 from .base import Behaviour, prompt_tokens_of
-from .openai import FakeOpenAI, openai_error_body
+from .openai import FakeOpenAI
 
 REASONING_TEXT = "**Planning the answer**\n\nThe user wants a short mock reply, so I will answer directly."
 
@@ -212,17 +212,10 @@ class FakeOpenAIResponses(FakeOpenAI):
 
     # ------------------------------------------------------------------ handlers
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        rec = await self.record(request)
-        body = rec.body
-        if not isinstance(body, dict):
-            return web.json_response(openai_error_body(400), status=400)
-        behaviour = Behaviour.parse(body.get("model", ""))
-        if "context_length" in behaviour.flags:
-            return web.json_response(context_length_error(), status=400)
-        request["stream"] = bool(body.get("stream"))
-        failed = await self.maybe_fail(request, behaviour, openai_error_body)
-        if failed is not None:
-            return failed
+        started = await self.prelude(request, context_length_error)
+        if isinstance(started, web.StreamResponse):
+            return started
+        body, behaviour = started
         ident, created = "resp_fake%016d" % len(self.requests), int(time.time())
         final, events = self.build(body, behaviour, ident, created)
         if body.get("store", True):
