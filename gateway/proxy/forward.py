@@ -21,13 +21,14 @@ from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
+from providers.codecs.openai_chat import decode_usage
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 from routing.stats import STATS
 
 from .context import RequestContext
 from .io import encode_headers, send_bytes
-from .streams import DecoderTap, OpenAIChatTap, Translator, openai_usage
+from .streams import DecoderTap, OpenAIChatTap, Translator
 
 
 class Exchange:
@@ -216,15 +217,12 @@ class Exchange:
                                               f"{raw[:120]!r}", 502, retryable=True) from None
         if self.endpoint != "generate":  # embeddings, count_tokens: the client's format
             adapted = self.adapter.adapt_response(self.endpoint, obj, self.body)
-            usage = adapted.get("usage")
-            ctx.usage = openai_usage(usage) if isinstance(usage, dict) else c.Usage()
+            ctx.usage = decode_usage(adapted.get("usage")) or c.Usage()
             out = raw if adapted is obj else orjson.dumps(adapted)
         elif passthrough:
-            usage = obj.get("usage") if self.client_format == "openai_chat" else None
-            if isinstance(usage, dict):
-                ctx.usage = openai_usage(usage)
-            elif self.client_format != "openai_chat":
-                ctx.usage = upstream_codec.usage_from_response(obj)
+            # OpenAI without usage stays None: the record is then estimated, and marked so.
+            ctx.usage = decode_usage(obj.get("usage")) if self.client_format == "openai_chat" \
+                else upstream_codec.usage_from_response(obj)
             out = raw
             if self.on_response is not None:
                 await self.on_response(obj)

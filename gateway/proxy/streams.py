@@ -18,22 +18,10 @@ import orjson
 
 from providers.codecs import canonical as c
 from providers.codecs.base import Codec
+from providers.codecs.openai_chat import decode_usage
 from providers.codecs.errors import GatewayError
 
 from .context import RequestContext
-
-
-def openai_usage(u: dict) -> c.Usage:
-    """OpenAI/OpenRouter usage object → canonical (prompt_tokens already include cached)."""
-    prompt = u.get("prompt_tokens") or 0
-    details = u.get("prompt_tokens_details") or {}
-    out_details = u.get("completion_tokens_details") or {}
-    cost = u.get("cost")
-    return c.Usage(input_tokens=prompt, output_tokens=u.get("completion_tokens") or 0,
-                   cache_read_tokens=details.get("cached_tokens") or 0,
-                   cache_write_tokens=details.get("cache_write_tokens") or 0,
-                   reasoning_tokens=out_details.get("reasoning_tokens") or 0,
-                   cost=float(cost) if isinstance(cost, (int, float)) else None)
 
 
 def openai_error_event(error: GatewayError) -> bytes:
@@ -94,7 +82,7 @@ class OpenAIChatTap:
                     self.ctx.fail(502, "upstream_stream_error", str(msg))
                 usage = obj.get("usage")
                 if isinstance(usage, dict):
-                    self.ctx.usage = openai_usage(usage)
+                    self.ctx.usage = decode_usage(usage)
                     if not obj.get("choices") and not self.wants_usage:
                         continue  # the usage chunk the client did not ask for
                 self.ctx.chunks += 1

@@ -180,7 +180,9 @@ def _number(v) -> int:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
 
-def _decode_usage(u) -> Usage | None:
+def decode_usage(u) -> Usage | None:
+    """An OpenAI-style usage object (OpenRouter's cost, DeepSeek's cache hits included)
+    as canonical usage; None when there is none."""
     if not isinstance(u, dict):
         return None
     prompt = u.get("prompt_tokens_details")
@@ -867,11 +869,11 @@ class OpenAIChatCodec(Codec):
             model=model if isinstance(model, str) else "",
             content=blocks,
             stop_reason=stop,
-            usage=_decode_usage(body.get("usage")) or Usage(),
+            usage=decode_usage(body.get("usage")) or Usage(),
         )
 
     def usage_from_response(self, body: dict) -> Usage:
-        return (_decode_usage(body.get("usage")) if isinstance(body, dict) else None) or Usage()
+        return (decode_usage(body.get("usage")) if isinstance(body, dict) else None) or Usage()
 
     def encode_response(self, response: Response, request: Request) -> dict:
         texts: list[str] = []
@@ -1047,7 +1049,7 @@ class OpenAIChatStreamDecoder(StreamDecoder):
         usage = obj.get("usage")
         if usage:
             # cumulative where servers repeat it (vLLM continuous usage stats): last wins
-            self._usage = _decode_usage(usage)
+            self._usage = decode_usage(usage)
 
     def _switch(self, kind: str, block: Block, out: list) -> int:
         if self._open >= 0:
