@@ -20,14 +20,14 @@ from gateway.usage import recorder
 from providers.adapters import get_adapter
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, InvalidRequest
-from routing.features import extract_features
+from routing.features import extract_features, session_id
 from routing.planner import plan_request
 from routing.router import ResolutionError
 from routing.stats import STATS
 
 from . import conversations
 from .auth import authenticate
-from .context import SESSION_HEADERS, RequestContext
+from .context import RequestContext
 from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
                     OpenAIChatDoor, OpenAIEmbeddingsDoor, ResponsesDoor)
 from .forward import Exchange
@@ -45,9 +45,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
     admitted = False
     watcher: asyncio.Task | None = None
     try:
-        for name, value in scope["headers"]:
-            if name in SESSION_HEADERS:
-                ctx.session_id = value.decode("latin-1")
+        headers = dict(scope["headers"])  # ASGI names are lower-case already
+        ctx.session_id = session_id(headers)
         CLUSTER.ensure_started()
         snapshot = await get_snapshot()
         ctx.key = authenticate(scope, snapshot, path_key)
@@ -61,7 +60,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         door.validate(body)
         ctx.requested_model = body["model"]
         ctx.stream = door.is_stream(body)
-        features = extract_features(door.format, body, scope["headers"], raw=raw)
+        features = extract_features(door.format, body, headers, raw=raw)
         try:
             decision = plan_request(snapshot, body["model"], ctx.key, features, STATS, explain=False)
         except ResolutionError as exc:

@@ -15,8 +15,6 @@ from routing.table import KeyInfo, ModelInfo
 _ID_PREFIX = "req_" + secrets.token_hex(8)
 _ids = itertools.count(1)
 
-SESSION_HEADERS = (b"agent-session-id", b"x-claude-code-session-id", b"session-id", b"x-session-id")
-
 
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
