@@ -18,26 +18,34 @@ import logging
 
 from django.conf import settings
 
-from routing.stats import OPEN, STATS
+from providers.config_version import VERSION_KEY
+from routing.stats import OPEN, RuntimeStats
 
 log = logging.getLogger("junction.cluster")
 
 CIRCUITS_KEY = "junction:circuits"
-VERSION_KEY = "junction:config-version"
 SEPARATOR = "\x1f"
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, stats: RuntimeStats) -> None:
+        self.stats = stats
         self.remote_version: bytes | None = None
         self._outbox: dict[tuple[str, str], float | None] = {}
         self._task: asyncio.Task | None = None
 
-    def ensure_started(self) -> None:
+    def start(self) -> None:
         if self._task is None and settings.REDIS_URL:
-            STATS.listener = self.circuit_changed
-            # A fresh context: the loop must not inherit the first request's state.
+            self.stats.listener = self.circuit_changed
+            # A fresh context: the loop must not inherit the caller's state.
             self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+            self.stats.listener = None
 
     def circuit_changed(self, target: tuple[str, str], state: str, until: float | None) -> None:
         self._outbox[target] = until if state == OPEN else None
@@ -70,19 +78,5 @@ class Cluster:
         for field, until in circuits.items():
             provider, _, model = field.decode().partition(SEPARATOR)
             open_until[(provider, model)] = float(until)
-        STATS.apply_remote(open_until)
+        self.stats.apply_remote(open_until)
 
-
-def publish_version(token: str) -> None:
-    """Called (synchronously) where config is saved: admin, commands, Celery."""
-    if not settings.REDIS_URL:
-        return
-    import redis
-
-    try:
-        redis.from_url(settings.REDIS_URL).set(VERSION_KEY, token)
-    except redis.RedisError as exc:
-        log.warning("could not publish the config version: %s", exc)
-
-
-CLUSTER = Cluster()

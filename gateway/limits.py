@@ -72,7 +72,8 @@ class _Ledger:
 
 
 class Limits:
-    def __init__(self) -> None:
+    def __init__(self, recorder=None) -> None:
+        self._recorder = recorder  # gateway.usage.UsageRecorder: its flush times prune the ledgers
         self._seeds: dict[int, tuple[float, float]] = {}  # budget id → (period start, spent in the database)
         self._ledgers: dict[int, _Ledger] = {}
         self._version: object = None
@@ -100,22 +101,30 @@ class Limits:
         ledger = self._ledgers.get(budget.id)
         return (seed if seed_start == start else 0.0) + (ledger.total if ledger and ledger.period == start else 0.0)
 
-    def ensure_refreshing(self, snapshot: ConfigSnapshot) -> None:
+    def start(self) -> None:
         """Re-read budget spend from the database every GATEWAY_BUDGET_REFRESH_SECONDS
-        while budgets exist, so spend booked by other processes counts here too."""
-        if self._refresher is None and snapshot.budgets:
+        once budgets exist, so spend booked by other processes counts here too."""
+        if self._refresher is None:
+            # A fresh context: the loop must not inherit the caller's state.
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(),
                                                                      context=contextvars.Context())
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
 
     async def _refresh_loop(self) -> None:
         from django.conf import settings
 
-        from .usage import recorder
-
+        recorder = self._recorder
         while True:
             await asyncio.sleep(settings.GATEWAY_BUDGET_REFRESH_SECONDS)
+            if not self._seeds:  # no budget seen yet: nothing to refresh
+                continue
             try:
-                cutoff = recorder.flushed_before
+                cutoff = recorder.flushed_before if recorder is not None else 0.0
                 fresh = await asyncio.to_thread(_database_spend)
             except Exception as exc:  # database briefly unavailable: keep the last totals
                 log.warning("budget refresh failed: %s", type(exc).__name__)
@@ -178,19 +187,14 @@ class Limits:
             self._window(self._tokens, key.id, now).append((now, tokens))
 
 
-LIMITS = Limits()
-
-
-def build_budgets(now: float | None = None) -> dict[tuple[str, int], tuple[BudgetInfo, ...]]:
-    """For gateway.snapshot.build_snapshot (synchronous, one query per budget)."""
+def build_budgets(now: float | None = None, cutoff: float = 0.0) -> dict[tuple[str, int], tuple[BudgetInfo, ...]]:
+    """For gateway.snapshot.build_snapshot (synchronous, one query per budget). `cutoff`:
+    the usage recorder's flushed_before, read before the query."""
     from django.db.models import Sum
 
     from .models import Budget, UsageRecord
 
-    from .usage import recorder
-
     now = time.time() if now is None else now
-    cutoff = recorder.flushed_before
     out: dict[tuple[str, int], list[BudgetInfo]] = {}
     for b in Budget.objects.all():
         start = period_start(b.period, now)

@@ -8,7 +8,7 @@ from providers.models import Provider, ProviderModel
 from routing.models import Route, RouteTarget
 
 from .models import Budget, VirtualKey
-from .snapshot import bump_version
+from providers.config_version import bump_version
 
 CONFIG_MODELS = (Provider, ProviderModel, Route, RouteTarget, VirtualKey, Budget)
 

@@ -1,55 +1,40 @@
 """The config snapshot: built from the database at start-up and whenever the config
 version changes, then read lock-free by the hot path.
 
-Cross-process invalidation: every config save rewrites a small version file in
-the data directory (atomic rename, so its inode changes). Each request compares
-`os.stat()` of it (about a microsecond) with the version its snapshot was built
-from; on a change the first request rebuilds (single-flight) and the rest wait
-for it, so a revoked key is refused on the very next request. Processes on other
-hosts learn it through Redis when REDIS_URL is set (gateway.cluster polls the
-shared version once a sync interval).
+Cross-process invalidation (providers.config_version): every config save rewrites
+a small version file in the data directory. Each request compares `os.stat()` of
+it (about a microsecond) with the version its snapshot was built from; on a change
+the first request rebuilds (single-flight) and the rest wait for it, so a revoked
+key is refused on the very next request. Processes on other hosts learn it through
+Redis when REDIS_URL is set (gateway.cluster polls the shared version once a sync
+interval).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 
 from django.conf import settings
 
-from gateway.cluster import CLUSTER, publish_version
-from routing.table import EMPTY, ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo
+from providers.config import ModelInfo, ProviderInfo
+from providers.config_version import version_file_stamp
+from routing.table import EMPTY, ConfigSnapshot, KeyInfo
 
 log = logging.getLogger("junction.snapshot")
 
-_current: ConfigSnapshot = EMPTY
-_lock: asyncio.Lock | None = None
 DEFAULT_ROUTE = "default"
 
 
-def bump_version() -> None:
-    path = settings.GATEWAY_CONFIG_VERSION_FILE
-    tmp = f"{path}.{os.getpid()}.tmp"
-    token = uuid.uuid4().hex
-    with open(tmp, "w") as fh:
-        fh.write(token)
-    os.replace(tmp, path)
-    publish_version(token)
+def current_version(remote: bytes | None = None) -> object:
+    """The version file's stamp and the cluster's shared version (gateway.cluster)."""
+    return (*version_file_stamp(), remote)
 
 
-def current_version() -> object:
-    try:
-        st = os.stat(settings.GATEWAY_CONFIG_VERSION_FILE)
-    except FileNotFoundError:
-        return (None, CLUSTER.remote_version)
-    return (st.st_ino, st.st_mtime_ns, CLUSTER.remote_version)
-
-
-def build_snapshot(version: object = None) -> ConfigSnapshot:
-    """Synchronous: reads every config table once. Never called on the event loop."""
+def build_snapshot(version: object = None, flushed_before: float = 0.0) -> ConfigSnapshot:
+    """Synchronous: reads every config table once. Never called on the event loop.
+    `flushed_before`: the usage recorder's (see gateway.limits.build_budgets)."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -103,24 +88,34 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
             default_route=DEFAULT_ROUTE if default else None,
             fallback=default.targets[1:] if default else (),
             model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous,
-            health=health, health_latency_ms=health_latency, budgets=build_budgets())
+            health=health, health_latency_ms=health_latency, budgets=build_budgets(cutoff=flushed_before))
     finally:
         connection.close()  # built in a worker thread: do not leave its connection open
 
 
-async def get_snapshot() -> ConfigSnapshot:
-    """The current snapshot, rebuilt first if the config version moved."""
-    global _current, _lock
-    version = current_version()
-    snap = _current
-    if snap is not EMPTY and snap.version == version:
-        return snap
-    if _lock is None:
-        _lock = asyncio.Lock()
-    async with _lock:
-        if _current is not EMPTY and _current.version == version:
-            return _current
-        started = time.perf_counter()
-        _current = await asyncio.to_thread(build_snapshot, version)
-        log.info("config snapshot rebuilt in %.1f ms", (time.perf_counter() - started) * 1000)
-        return _current
+class SnapshotStore:
+    """The current snapshot of one gateway (gateway.state.Gateway owns it)."""
+
+    def __init__(self, cluster=None, recorder=None) -> None:
+        self.current: ConfigSnapshot = EMPTY
+        self._lock = asyncio.Lock()
+        self._cluster = cluster  # its remote_version is part of the version
+        self._recorder = recorder  # its flushed_before seeds budget spend
+
+    def version(self) -> object:
+        return current_version(self._cluster.remote_version if self._cluster is not None else None)
+
+    async def get(self) -> ConfigSnapshot:
+        """The current snapshot, rebuilt first if the config version moved."""
+        version = self.version()
+        snap = self.current
+        if snap is not EMPTY and snap.version == version:
+            return snap
+        async with self._lock:
+            if self.current is not EMPTY and self.current.version == version:
+                return self.current
+            started = time.perf_counter()
+            flushed = self._recorder.flushed_before if self._recorder is not None else 0.0
+            self.current = await asyncio.to_thread(build_snapshot, version, flushed)
+            log.info("config snapshot rebuilt in %.1f ms", (time.perf_counter() - started) * 1000)
+            return self.current

@@ -1,11 +1,12 @@
 """Usage recording off the hot path.
 
-The request handler calls `recorder.record(fields)` exactly once per request (in its
-`finally`); that is a lock-free queue put. A writer thread drains the queue every
-GATEWAY_USAGE_FLUSH_SECONDS and bulk-inserts. Inserts are keyed by the unique
-request_id with ignore_conflicts, so retrying a batch after a failure can never
-double-count. On shutdown (atexit) the queue is drained synchronously; a hard
-crash (SIGKILL, power loss) loses at most one flush window of records.
+The request handler calls `gw.recorder.record(fields)` exactly once per request (in
+its `finally`); that is a lock-free queue put. A writer thread (started with the
+gateway, gateway.state) drains the queue every GATEWAY_USAGE_FLUSH_SECONDS and
+bulk-inserts. Inserts are keyed by the unique request_id with ignore_conflicts, so
+retrying a batch after a failure can never double-count. On shutdown (the gateway's
+stop(), atexit as a last resort) the queue is drained synchronously; a hard crash
+(SIGKILL, power loss) loses at most one flush window of records.
 """
 
 from __future__ import annotations
@@ -29,19 +30,17 @@ class UsageRecorder:
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self.listeners: list = []  # callables(fields) for live dashboards; must be cheap
+        self.listeners: list = []  # callables(fields): metrics, live views; must be cheap
         # Wall-clock start of the last flush that succeeded: every record queued before it
         # is in the database (budget spend reads the database and this process's newer ones).
         self.flushed_before = 0.0
 
     def record(self, fields: dict) -> None:
         self._queue.put(fields)
-        if self._thread is None:
-            self._start()
         for listener in self.listeners:
             listener(fields)
 
-    def _start(self) -> None:
+    def start(self) -> None:
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
@@ -119,14 +118,3 @@ class UsageRecorder:
             self._thread.join(30)
         self.flush()
 
-
-recorder = UsageRecorder()
-
-
-def _metrics_listener(fields: dict) -> None:
-    from .metrics import observe
-
-    observe(fields)
-
-
-recorder.listeners.append(_metrics_listener)

@@ -2,7 +2,7 @@ import os
 
 from django.db import models
 
-from gateway.crypto import EncryptedTextField
+from .crypto import EncryptedTextField
 
 
 class ProviderType(models.TextChoices):

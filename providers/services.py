@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from .config_version import bump_version
 from .discovery import Discovered, discover, price_for
 from .models import Provider, ProviderModel
 
@@ -70,8 +71,6 @@ def provider_models_sync(*, provider: Provider, found: list[Discovered] | None =
             ProviderModel.objects.bulk_update(changed, ["context_window", "input_price", "output_price",
                                                         "cache_read_price", "cache_write_price"])
     if new_rows or changed:
-        from gateway.snapshot import bump_version
-
         transaction.on_commit(bump_version)
     return result
 

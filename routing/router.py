@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .table import ConfigSnapshot, KeyInfo, ProviderInfo, TargetInfo
+from providers.config import ProviderInfo
+
+from .table import ConfigSnapshot, KeyInfo, TargetInfo
 
 
 @dataclass(slots=True)

@@ -6,12 +6,12 @@ bumps the version itself, and only when a provider's status changed."""
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from providers.config_version import bump_version
+
 from .models import RouteRule
 
 
 @receiver(post_save, sender=RouteRule)
 @receiver(post_delete, sender=RouteRule)
 def rule_changed(sender, **kwargs):
-    from gateway.snapshot import bump_version
-
     bump_version()

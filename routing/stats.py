@@ -270,12 +270,6 @@ class RuntimeStats:
             return None
         return target
 
-    def forget(self, session_key: str) -> None:
-        self._affinity.pop(session_key, None)
-
     def reset(self) -> None:
         self._targets.clear()
         self._affinity.clear()
-
-
-STATS = RuntimeStats()

@@ -1,45 +1,13 @@
 """The in-memory configuration snapshot the hot path reads: frozen dataclasses,
-built from the database by gateway.snapshot and swapped atomically. Pure Python."""
+built from the database by gateway.snapshot and swapped atomically. Pure Python
+(the provider entries are providers.config's)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    model_id: str
-    context_window: int | None = None
-    deployment: str = ""
-    # USD per 1M tokens
-    input_price: float = 0.0
-    output_price: float = 0.0
-    cache_read_price: float | None = None
-    cache_write_price: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderInfo:
-    name: str
-    type: str
-    base_url: str
-    default_model: str = ""
-    api_key: str = ""
-    region: str = ""
-    api_version: str = ""
-    aws_access_key_id: str = ""
-    aws_secret_access_key: str = ""
-    aws_profile: str = ""
-    extra_headers: tuple[tuple[str, str], ...] = ()
-    connect_timeout: float = 5.0
-    first_token_timeout: float = 60.0
-    total_timeout: float = 600.0
-    wire_api: str = "auto"  # openai/azure: auto | chat | responses (see providers.models.Provider)
-    models: dict[str, ModelInfo] = field(default_factory=dict)
-
-    def model_info(self, model_id: str) -> ModelInfo | None:
-        return self.models.get(model_id)
+from providers.config import ProviderInfo
 
 
 @dataclass(frozen=True, slots=True)

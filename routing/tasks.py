@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from providers.config_version import bump_version
+
 from .health import check_providers
 
 
@@ -10,7 +12,5 @@ def check_provider_health(provider_ids: list[int] | None = None) -> dict[str, st
     rebuild their snapshot (and its `health` map) on a change, not every 30 seconds."""
     changes = check_providers(provider_ids)
     if any(old != new for old, new in changes.values()):
-        from gateway import snapshot
-
-        snapshot.bump_version()
+        bump_version()
     return {name: new for name, (old, new) in changes.items()}

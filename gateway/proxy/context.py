@@ -8,7 +8,8 @@ import time
 from datetime import datetime, timezone
 
 from providers.codecs.canonical import Usage
-from routing.table import KeyInfo, ModelInfo
+from providers.config import ModelInfo
+from routing.table import KeyInfo
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a urandom call
 # per request); unique across processes and restarts with overwhelming probability.

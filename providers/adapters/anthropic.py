@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routing.table import ProviderInfo
+from providers.config import ProviderInfo
 
 from .base import Adapter
 

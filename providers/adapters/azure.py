@@ -29,7 +29,7 @@ from urllib.parse import quote
 import orjson
 
 from providers.codecs.errors import GatewayError
-from routing.table import ProviderInfo
+from providers.config import ProviderInfo
 
 from .openai import OpenAIAdapter
 

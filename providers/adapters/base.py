@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-from providers import http
-from providers.upstream_client import Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from providers.upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, \
+    UpstreamTimeout
 from providers.codecs.errors import GatewayError
-from routing.table import ProviderInfo
+from providers.config import ProviderInfo
 
 
 @dataclass(slots=True)
@@ -70,7 +69,8 @@ class Adapter:
         return codec.decode_error(status, raw)
 
     def build(self, provider: ProviderInfo, model: str, body: dict, endpoint: str, wire_format: str,
-              stream: bool, dumps, client_headers: list[tuple[bytes, bytes]] | None = None) -> UpstreamRequest:
+              stream: bool, dumps,
+              client_headers: list[tuple[bytes, bytes]] | None = None) -> UpstreamRequest:
         body = self.prepare_body(provider, model, body, endpoint, wire_format, stream)
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if client_headers and self.passthrough_headers:
@@ -82,12 +82,14 @@ class Adapter:
         return UpstreamRequest("POST", self.url(provider, model, endpoint, wire_format, stream), headers,
                                dumps(body))
 
-    async def send(self, request: UpstreamRequest, provider: ProviderInfo) -> "UpstreamResponse":
-        """Send and return once response headers arrived (body not read yet). The
-        provider's first-token timeout bounds the wait for the first byte and every
-        stall after it; its connect timeout bounds the connection."""
+    async def send(self, client: Client, request: UpstreamRequest,
+                   provider: ProviderInfo) -> "UpstreamResponse":
+        """Send on `client` (the gateway's pooled upstream client, gateway.state) and
+        return once response headers arrived (body not read yet). The provider's
+        first-token timeout bounds the wait for the first byte and every stall after
+        it; its connect timeout bounds the connection."""
         try:
-            response = await http.client().request(
+            response = await client.request(
                 request.method, request.url, request.headers, request.content,
                 connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout)
         except UpstreamTimeout as exc:

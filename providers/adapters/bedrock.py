@@ -27,7 +27,7 @@ import orjson
 from providers.aws import sign_request
 from providers.codecs.bedrock_converse import converse_path, runtime_endpoint
 from providers.codecs.errors import GatewayError
-from routing.table import ProviderInfo
+from providers.config import ProviderInfo
 
 from .base import Adapter, UpstreamRequest
 
@@ -101,11 +101,11 @@ class BedrockAdapter(Adapter):
             request.headers["accept"] = "application/vnd.amazon.eventstream"
         return request
 
-    async def send(self, request: UpstreamRequest, provider: ProviderInfo):
+    async def send(self, client, request: UpstreamRequest, provider: ProviderInfo):
         credentials = await credentials_for(provider)
         request.headers = sign_request(request.method, request.url, request.headers, request.content,
                                        region=region_of(provider), service=SERVICE, credentials=credentials)
-        return await super().send(request, provider)
+        return await super().send(client, request, provider)
 
     def decode_error(self, codec, status: int, raw: bytes, headers) -> GatewayError:
         # The exception name travels in x-amzn-ErrorType ("ThrottlingException:http://…"),

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
-from routing.table import ProviderInfo
+from providers.config import ProviderInfo
 
 from .base import Adapter
 

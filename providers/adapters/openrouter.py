@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from routing.table import ProviderInfo
+from providers.config import ProviderInfo
 
 from .base import UpstreamRequest
 from .openai import OpenAICompatibleAdapter

@@ -115,10 +115,6 @@ _TOOL_CHOICE_IN = {"auto": "auto", "none": "none", "required": "any"}
 _TOOL_CHOICE_OUT = {"auto": "auto", "none": "none", "any": "required"}
 
 
-def _dumps(obj) -> bytes:
-    return orjson.dumps(obj)
-
-
 def _new_id(prefix: str) -> str:
     return prefix + os.urandom(12).hex()
 

@@ -47,9 +47,3 @@ class SSEParser:
     def pending(self) -> bool:
         """True when bytes of an unfinished event are buffered (stream cut mid-event)."""
         return bool(self._buf.strip() or self._data)
-
-
-def sse_event(data: bytes, event: str | None = None) -> bytes:
-    if event:
-        return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
-    return b"data: " + data + b"\n\n"

@@ -9,7 +9,8 @@ import orjson
 
 from routing.features import extract_features
 from routing.router import Candidate
-from routing.table import ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo, RouteInfo, RuleInfo, TargetInfo
+from providers.config import ModelInfo, ProviderInfo
+from routing.table import ConfigSnapshot, KeyInfo, RouteInfo, RuleInfo, TargetInfo
 
 AGENTS = Path("/work/shared/agents")
 FORMATS = {"v1_messages": "anthropic_messages", "v1_chat_completions": "openai_chat",
