@@ -1,8 +1,14 @@
 from django import forms
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from routing.admin import RouteAdmin as RoutingRouteAdmin
+from routing.models import Route
+from routing.stats import RuntimeStats
 
 from .keys import display_prefix, generate_key, hash_key
-from .limits import LIMITS
+from .limits import Limits
 from .models import Budget, DailyUsage, UsageRecord, VirtualKey
 
 
@@ -78,5 +84,40 @@ class BudgetAdmin(admin.ModelAdmin):
         # Read from the database (this admin process has no live ledger of its own).
         for info in build_budgets().get(("key", obj.key_id) if obj.key_id else ("user", obj.user_id), ()):
             if info.id == obj.id:
-                return f"{LIMITS.spent(info, time.time()):.4f}"
+                return f"{Limits().spent(info, time.time()):.4f}"
         return "-"
+
+
+admin.site.unregister(Route)
+
+
+@admin.register(Route)
+class RouteAdmin(RoutingRouteAdmin):
+    """Routing's Route admin plus the route tester page, which needs the gateway's
+    snapshot builder and live stats (routing sits below the gateway)."""
+
+    def get_urls(self):
+        return [path("tester/", self.admin_site.admin_view(self.tester_view), name="routing_route_tester")] \
+            + super().get_urls()
+
+    def tester_view(self, request):
+        """Paste a request, see the route, rule, strategy and candidate chain. Calls no provider."""
+        from .tester import TesterForm, run_tester
+
+        result = None
+        if request.method == "POST":
+            form = TesterForm(request.POST)
+            if form.is_valid():
+                result = run_tester(_live_stats(request), **form.cleaned_data)
+        else:
+            form = TesterForm(initial={"model": request.GET.get("model", ""), "format": "openai_chat"})
+        context = {**self.admin_site.each_context(request), "title": "Route tester", "form": form,
+                   "result": result, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/routing/route_tester.html", context)
+
+
+def _live_stats(request) -> RuntimeStats:
+    """The serving gateway's stats (gateway.asgi puts the gateway in the ASGI scope's
+    state); empty ones where no gateway serves this request (WSGI, tests)."""
+    gw = getattr(request, "scope", {}).get("state", {}).get("gateway")
+    return gw.stats if gw is not None else RuntimeStats()

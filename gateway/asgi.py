@@ -1,5 +1,11 @@
-"""ASGI entry point (Daphne). The proxy hot path is a plain ASGI app routed ahead
-of Django; admin, management API and reports are ordinary Django views."""
+"""ASGI entry point. The proxy hot path is a plain ASGI app routed ahead of Django;
+admin, management API and reports are ordinary Django views.
+
+`gateway` is this process's one Gateway (gateway.state). Servers that speak the ASGI
+lifespan protocol (uvicorn, hypercorn) start and stop it through `application`;
+Daphne does not, so gateway.daphne_main drives it from Twisted's start-up and
+shutdown events.
+"""
 
 import os
 
@@ -14,23 +20,59 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 # the embedded profile; put a CDN or web server in front in the scaled one).
 django_app = ASGIStaticFilesHandler(get_asgi_application())
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
-
 from gateway import server_tuning  # noqa: E402,F401  (cheaper request parsing in Daphne/Twisted)
 
 from gateway.proxy import app as proxy  # noqa: E402
+from gateway.proxy.io import send_json  # noqa: E402
+from gateway.state import Gateway  # noqa: E402
+
+NOT_STARTED = ("The gateway is not started: serve it with `python -m gateway.daphne_main` or an ASGI "
+               "server that runs the lifespan protocol.")
 
 
-async def http_app(scope, receive, send):
-    path = scope["path"]
-    if proxy.handles(path):
-        await proxy.app(scope, receive, send)
-    elif path == "/" and scope["method"] == "HEAD":
-        # Claude Code probes `HEAD /` before its first call: answer at once, no body.
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
-    else:
-        await django_app(scope, receive, send)
+def build_application(gw: Gateway):
+    """The ASGI application serving `gw`: lifespan and HTTP."""
+
+    async def http_app(scope, receive, send):
+        path = scope["path"]
+        if proxy.handles(path):
+            if not gw.running:
+                await send_json(send, 503, {"error": {"type": "api_error", "message": NOT_STARTED}})
+                return
+            await proxy.app(gw, scope, receive, send)
+        elif path == "/" and scope["method"] == "HEAD":
+            # Claude Code probes `HEAD /` before its first call: answer at once, no body.
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            # Django views that need the gateway (admin pages) find it in request.scope["state"],
+            # where ASGI lifespan state goes.
+            scope["state"] = {**scope.get("state", {}), "gateway": gw}
+            await django_app(scope, receive, send)
+
+    async def lifespan(scope, receive, send):
+        while True:
+            message = await receive()
+            kind = message["type"].rpartition(".")[2]  # startup | shutdown
+            try:
+                await (gw.start() if kind == "startup" else gw.stop())
+            except Exception as exc:
+                await send({"type": f"lifespan.{kind}.failed", "message": f"{type(exc).__name__}: {exc}"})
+                raise
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+
+    async def application(scope, receive, send):
+        if scope["type"] == "http":
+            await http_app(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await lifespan(scope, receive, send)
+        else:
+            raise ValueError(f"unsupported ASGI scope type {scope['type']!r}")
+
+    return application
 
 
-application = ProtocolTypeRouter({"http": http_app})
+gateway = Gateway()
+application = build_application(gateway)

@@ -2,12 +2,45 @@
 
 Daphne builds its Twisted reactor on `asyncio.new_event_loop()` when its server
 module is imported, so the uvloop policy must be in place before that import.
-uvloop roughly halves the event loop's own cost per request; without uvloop
-installed this is plain Daphne.
+uvloop roughly halves the event loop's own cost per request (README, Performance);
+without uvloop installed this is plain Daphne.
+
+Daphne does not run the ASGI lifespan protocol, so the gateway (gateway.asgi) is
+started here once the reactor runs and stopped before it shuts down (SIGTERM,
+Ctrl-C), on the asyncio loop the reactor and the application share; shutdown waits
+until the usage still buffered in memory is written.
 """
 
 import asyncio
+import logging
 import sys
+
+log = logging.getLogger("junction.gateway")
+
+
+def _start() -> None:
+    """Twisted fires start-up before its asyncio loop runs: schedule gateway.start() on it."""
+    from daphne.server import twisted_loop
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    from gateway.asgi import gateway
+
+    def failed(failure):
+        log.error("the gateway did not start: %s", failure.getTraceback())
+        reactor.stop()
+
+    Deferred.fromFuture(twisted_loop.create_task(gateway.start())).addErrback(failed)
+
+
+def _stop():
+    """Twisted waits for the returned Deferred before it shuts down."""
+    from daphne.server import twisted_loop
+    from twisted.internet.defer import Deferred
+
+    from gateway.asgi import gateway
+
+    return Deferred.fromFuture(twisted_loop.create_task(gateway.stop()))
 
 
 def main() -> None:
@@ -17,8 +50,11 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    from daphne.cli import CommandLineInterface
+    from daphne.cli import CommandLineInterface  # installs Twisted's asyncio reactor first
+    from twisted.internet import reactor
 
+    reactor.callWhenRunning(_start)
+    reactor.addSystemEventTrigger("before", "shutdown", _stop)
     CommandLineInterface.entrypoint()
 
 

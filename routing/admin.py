@@ -1,6 +1,5 @@
 from django.contrib import admin
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -45,28 +44,9 @@ class RouteAdmin(admin.ModelAdmin):
         return len(obj.rules.all())
 
     @admin.display(description="")
-    def tester(self, obj):
+    def tester(self, obj):  # the page itself is the gateway's (gateway.admin: it needs the live stats)
         url = reverse("admin:routing_route_tester") + f"?model={obj.name}"
         return format_html('<a href="{}">test</a>', url)
-
-    def get_urls(self):
-        return [path("tester/", self.admin_site.admin_view(self.tester_view), name="routing_route_tester")] \
-            + super().get_urls()
-
-    def tester_view(self, request):
-        """Paste a request, see the route, rule, strategy and candidate chain. Calls no provider."""
-        from .tester import TesterForm, run_tester
-
-        result = None
-        if request.method == "POST":
-            form = TesterForm(request.POST)
-            if form.is_valid():
-                result = run_tester(**form.cleaned_data)
-        else:
-            form = TesterForm(initial={"model": request.GET.get("model", ""), "format": "openai_chat"})
-        context = {**self.admin_site.each_context(request), "title": "Route tester", "form": form,
-                   "result": result, "opts": self.model._meta}
-        return TemplateResponse(request, "admin/routing/route_tester.html", context)
 
 
 @admin.register(ProviderHealth)

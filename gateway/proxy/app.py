@@ -12,18 +12,14 @@ import time
 import orjson
 from django.conf import settings
 
-from gateway.cluster import CLUSTER
-from gateway.limits import LIMITS
 from gateway.metrics import exposition
-from gateway.snapshot import get_snapshot
-from gateway.usage import recorder
+from gateway.state import Gateway
 from providers.adapters import get_adapter
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, InvalidRequest
 from routing.features import extract_features, session_id
 from routing.planner import plan_request
 from routing.router import ResolutionError
-from routing.stats import STATS
 
 from . import conversations
 from .auth import authenticate
@@ -37,7 +33,7 @@ from .tokens import estimate_request
 log = logging.getLogger("junction.proxy")
 
 
-async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | None) -> None:
+async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_key: str | None) -> None:
     ctx = RequestContext(door.name)
     codec = get_codec(door.format)
     exchange: Exchange | None = None
@@ -47,8 +43,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
     try:
         headers = dict(scope["headers"])  # ASGI names are lower-case already
         ctx.session_id = session_id(headers)
-        CLUSTER.ensure_started()
-        snapshot = await get_snapshot()
+        snapshot = await gw.snapshots.get()
         ctx.key = authenticate(scope, snapshot, path_key)
         raw = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES, _content_length(scope))
         try:
@@ -62,14 +57,13 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         ctx.stream = door.is_stream(body)
         features = extract_features(door.format, body, headers, raw=raw)
         try:
-            decision = plan_request(snapshot, body["model"], ctx.key, features, STATS, explain=False)
+            decision = plan_request(snapshot, body["model"], ctx.key, features, gw.stats, explain=False)
         except ResolutionError as exc:
             raise GatewayError(exc.type, exc.message, exc.status,
                                code="model_not_found" if exc.status == 404 else None) from None
         plan = decision.plan
         ctx.route, ctx.rule = plan.route, decision.rule or ""
-        LIMITS.ensure_refreshing(snapshot)
-        budget_warning = LIMITS.admit(snapshot, ctx.key)
+        budget_warning = gw.limits.admit(snapshot, ctx.key)
         admitted = True
         ctx.candidates = [f"{c.provider.name}/{c.model}" for c in plan.candidates]
         watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, asyncio.current_task()))
@@ -79,7 +73,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         store = door.format == "openai_responses" and body.get("store", True) is not False
         if door.format == "openai_responses":
             body = await conversations.expand(body)
-        exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream)
+        exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
+                            gw=gw)
         if budget_warning:
             ctx.warning = budget_warning
         if store:
@@ -122,9 +117,9 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
             ctx.recorded = True
             record = ctx.to_record()
             if admitted:  # booked before it is queued: see gateway.limits
-                LIMITS.settle(snapshot, ctx.key, float(record["cost_usd"]),
+                gw.limits.settle(snapshot, ctx.key, float(record["cost_usd"]),
                               record["prompt_tokens"] + record["completion_tokens"])
-            recorder.record(record)
+            gw.recorder.record(record)
 
 
 def _counts_upstream(plan, client_format: str) -> bool:
@@ -169,8 +164,8 @@ def _wants_anthropic(scope: dict) -> bool:
     return any(name == b"anthropic-version" for name, _ in scope["headers"])
 
 
-async def _listing(scope, path_key, error_format: str):
-    snapshot = await get_snapshot()
+async def _listing(gw: Gateway, scope, path_key, error_format: str):
+    snapshot = await gw.snapshots.get()
     try:
         key = authenticate(scope, snapshot, path_key)
     except GatewayError as exc:
@@ -188,9 +183,9 @@ async def _listing(scope, path_key, error_format: str):
     return names, None
 
 
-async def models(scope, receive, send, path_key) -> None:
+async def models(gw: Gateway, scope, receive, send, path_key) -> None:
     anthropic = _wants_anthropic(scope)
-    names, error = await _listing(scope, path_key, "anthropic_messages" if anthropic else "openai_chat")
+    names, error = await _listing(gw, scope, path_key, "anthropic_messages" if anthropic else "openai_chat")
     if error:
         await send_json(send, *error)
     elif anthropic:
@@ -203,8 +198,8 @@ async def models(scope, receive, send, path_key) -> None:
             {"id": n, "object": "model", "created": 0, "owned_by": owner} for n, owner in names]})
 
 
-async def ollama_tags(scope, receive, send, path_key) -> None:
-    names, error = await _listing(scope, path_key, "ollama")
+async def ollama_tags(gw: Gateway, scope, receive, send, path_key) -> None:
+    names, error = await _listing(gw, scope, path_key, "ollama")
     if error:
         await send_json(send, *error)
         return
@@ -214,12 +209,12 @@ async def ollama_tags(scope, receive, send, path_key) -> None:
         for n, owner in names]})
 
 
-async def ollama_version(scope, receive, send, path_key) -> None:
+async def ollama_version(gw: Gateway, scope, receive, send, path_key) -> None:
     await send_json(send, 200, {"version": "0.12.0"})
 
 
-async def stored_response(scope, receive, send, path_key, ident: str) -> None:
-    snapshot = await get_snapshot()
+async def stored_response(gw: Gateway, scope, receive, send, path_key, ident: str) -> None:
+    snapshot = await gw.snapshots.get()
     codec = get_codec("openai_responses")
     try:
         authenticate(scope, snapshot, path_key)
@@ -232,7 +227,7 @@ async def stored_response(scope, receive, send, path_key, ident: str) -> None:
     await send_json(send, 200, stored["response"])
 
 
-async def metrics(scope, receive, send, path_key) -> None:
+async def metrics(gw: Gateway, scope, receive, send, path_key) -> None:
     token = settings.GATEWAY_METRICS_TOKEN
     if token and not any(name == b"authorization" and value.decode("latin-1") == f"Bearer {token}"
                          for name, value in scope["headers"]):
@@ -242,19 +237,19 @@ async def metrics(scope, receive, send, path_key) -> None:
     await send_bytes(send, 200, body, content_type)
 
 
-async def health_live(scope, receive, send, path_key) -> None:
+async def health_live(gw: Gateway, scope, receive, send, path_key) -> None:
     await send_json(send, 200, {"status": "ok"})
 
 
-async def health_ready(scope, receive, send, path_key) -> None:
+async def health_ready(gw: Gateway, scope, receive, send, path_key) -> None:
     started = time.perf_counter()
     try:
-        snapshot = await get_snapshot()
+        snapshot = await gw.snapshots.get()
     except Exception as exc:  # database unreachable
         await send_json(send, 503, {"status": "unavailable", "error": type(exc).__name__})
         return
     degraded = {name: status for name, status in snapshot.health.items() if status in ("down", "degraded")}
-    circuits = {name: v["circuit"] for name, v in STATS.summary().items() if v["circuit"] != "closed"}
+    circuits = {name: v["circuit"] for name, v in gw.stats.summary().items() if v["circuit"] != "closed"}
     await send_json(send, 200, {"status": "degraded" if degraded or circuits else "ok",
                                 "providers": len(snapshot.providers), "routes": len(snapshot.routes),
                                 "degraded_providers": degraded, "open_circuits": circuits,
@@ -280,7 +275,7 @@ def handles(path: str) -> bool:
     return path.startswith(PREFIXES)
 
 
-async def app(scope, receive, send) -> None:
+async def app(gw: Gateway, scope, receive, send) -> None:
     path = scope["path"]
     path_key = None
     if path.startswith("/k/"):
@@ -291,15 +286,15 @@ async def app(scope, receive, send) -> None:
     door = DOORS.get(path)
     if door is not None:
         if method == "POST":
-            await serve(door, scope, receive, send, path_key)
+            await serve(gw, door, scope, receive, send, path_key)
         else:
             await _error(send, door.format, GatewayError("invalid_request", f"Use POST for {path}.", 405))
         return
     handler = GETS.get(path)
     if handler is not None and method in ("GET", "HEAD"):
-        await handler(scope, receive, send, path_key)
+        await handler(gw, scope, receive, send, path_key)
     elif path.startswith("/v1/responses/") and method == "GET":
-        await stored_response(scope, receive, send, path_key, path[len("/v1/responses/"):])
+        await stored_response(gw, scope, receive, send, path_key, path[len("/v1/responses/"):])
     else:
         fmt = "anthropic_messages" if _wants_anthropic(scope) else "openai_chat"
         await _error(send, fmt, GatewayError("not_found", f"No such endpoint: {method} {path}", 404))

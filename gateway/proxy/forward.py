@@ -16,6 +16,7 @@ import time
 import orjson
 from django.conf import settings
 
+from gateway.state import Gateway
 from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
@@ -24,7 +25,6 @@ from providers.codecs.errors import GatewayError, UnsupportedFeature
 from providers.codecs.openai_chat import decode_usage
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
-from routing.stats import STATS
 
 from .context import RequestContext
 from .io import encode_headers, send_bytes
@@ -35,7 +35,9 @@ class Exchange:
     """One client request: its body in the client's format, lazily decoded."""
 
     def __init__(self, ctx: RequestContext, client_format: str, endpoint: str, body: dict, send,
-                 client_headers: list[tuple[bytes, bytes]] | None = None, *, stream: bool = False) -> None:
+                 client_headers: list[tuple[bytes, bytes]] | None = None, *, stream: bool = False,
+                 gw: Gateway) -> None:
+        self.gw = gw  # its runtime stats and upstream client
         self.ctx = ctx
         self.client_format = client_format
         self.client_codec = get_codec(client_format)
@@ -82,7 +84,7 @@ class Exchange:
                 rounds += 1
                 await asyncio.sleep(wait)
                 index = 0
-                candidates = [c for c in candidates if STATS.available(c)] or candidates
+                candidates = [c for c in candidates if self.gw.stats.available(c)] or candidates
             candidate = candidates[index]
             index += 1
             error = await self._try(candidate, decision)
@@ -116,7 +118,8 @@ class Exchange:
         ctx.attempts.append(attempt)
         ctx.provider, ctx.model = candidate.provider.name, candidate.model
         ctx.model_info = candidate.provider.model_info(candidate.model)
-        token = STATS.begin(candidate)
+        stats = self.gw.stats
+        token = stats.begin(candidate)
         ok = status = ttft = None  # ok stays None when cancelled (client gone): counts for nothing
         error = None
         try:
@@ -126,7 +129,7 @@ class Exchange:
             if ctx.ttft is not None:
                 ttft = ctx.ttft - (started - ctx.started)  # this attempt's own time to first byte
             if decision is not None and decision.affinity_key:
-                STATS.stick(decision.affinity_key, candidate)
+                stats.stick(decision.affinity_key, candidate)
         except TimeoutError:
             error = GatewayError("timeout", f"upstream {candidate.provider.name} exceeded its total timeout "
                                             f"({candidate.provider.total_timeout:g}s)", 504, retryable=True)
@@ -135,7 +138,7 @@ class Exchange:
         finally:
             if error is not None:
                 ok, status = False, error.status
-            STATS.end(token, ok, ttft, status)
+            stats.end(token, ok, ttft, status)
             attempt["status"] = status if status is not None else 499
             if error is not None:
                 attempt["error"] = error.type
@@ -176,7 +179,7 @@ class Exchange:
             body = upstream_codec.encode_request(translated)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
-        response = await adapter.send(upstream, provider)
+        response = await adapter.send(self.gw.upstream, upstream, provider)
         try:
             if response.status >= 400:
                 raw = await response.read()

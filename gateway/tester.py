@@ -1,17 +1,20 @@
 """The admin's route tester: a pasted request through the real planner on a freshly
-built snapshot, with this process's live circuit and latency stats. No provider is called."""
+built snapshot, with the serving gateway's live circuit and latency stats. No provider is called."""
 
 from __future__ import annotations
 
 import orjson
 from django import forms
 
-from .features import extract_features
-from .planner import plan_request
-from .router import ResolutionError
-from .rules import check, describe
-from .stats import STATS, target_of
-from .strategies import price
+from routing.features import extract_features
+from routing.planner import plan_request
+from routing.router import ResolutionError
+from routing.rules import check, describe
+from routing.selectors import with_routing
+from routing.stats import RuntimeStats, target_of
+from routing.strategies import price
+
+from .snapshot import build_snapshot
 
 FORMATS = (("openai_chat", "OpenAI chat completions (/v1/chat/completions)"),
            ("anthropic_messages", "Anthropic messages (/v1/messages)"),
@@ -44,7 +47,7 @@ class TesterForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from gateway.models import VirtualKey
+        from .models import VirtualKey
 
         self.fields["key"].queryset = VirtualKey.objects.select_related("user")
 
@@ -60,32 +63,29 @@ class TesterForm(forms.Form):
         return headers
 
 
-def run_tester(*, format: str, model: str, body: dict, headers: dict[bytes, bytes], key) -> dict:
-    from gateway.snapshot import build_snapshot
-
-    from .selectors import with_routing
-
+def run_tester(stats: RuntimeStats, *, format: str, model: str, body: dict, headers: dict[bytes, bytes],
+               key) -> dict:
     snapshot = with_routing(build_snapshot())
     key_info = snapshot.keys.get(key.key_hash) if key is not None else None
     model = model or str(body.get("model") or "")
     features = extract_features(format, body, headers, raw=orjson.dumps(body))
     result = {"model": model, "features": features.as_dict(texts=True), "key": key_info}
     try:
-        decision = plan_request(snapshot, model, key_info, features, STATS)
+        decision = plan_request(snapshot, model, key_info, features, stats)
     except ResolutionError as exc:
         result["error"] = f"{exc.status} {exc.type}: {exc.message}"
         return result
-    now = STATS.clock()
+    now = stats.clock()
     candidates = []
     for c in decision.plan.candidates:
         info = c.provider.models.get(c.model)
-        stats = STATS.get(c)
+        seen = stats.get(c)
         candidates.append({
             "provider": c.provider.name, "type": c.provider.type, "model": c.model,
             "context_window": info.context_window if info else None, "price": price(c),
-            "health": snapshot.health.get(c.provider.name, "unknown"), "circuit": STATS.state(target_of(c), now),
-            "ttft_ms": None if stats is None or stats.ttft is None else round(stats.ttft * 1000, 1),
-            "in_flight": 0 if stats is None else stats.in_flight})
+            "health": snapshot.health.get(c.provider.name, "unknown"), "circuit": stats.state(target_of(c), now),
+            "ttft_ms": None if seen is None or seen.ttft is None else round(seen.ttft * 1000, 1),
+            "in_flight": 0 if seen is None else seen.in_flight})
     rules = []
     route = snapshot.routes.get(decision.requested_route)
     for rule in route.rules if route is not None else ():

@@ -1,0 +1,91 @@
+"""One gateway's state, in one object built by gateway.asgi (tests build one each).
+
+Owns what outlives a request: the config snapshot store, budgets and rate limits,
+runtime stats (latency, circuits, session affinity), the cluster link (Redis), the
+usage recorder and the pooled upstream HTTP client, plus an event publisher that
+the recorder feeds once per finished request (metrics, a live view).
+
+Nothing here starts from the request path: `start()` runs when the server starts
+(ASGI lifespan, or gateway.daphne_main under Daphne) and `stop()` when it stops;
+stop flushes the usage still buffered in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from providers.http import create_client
+from providers.upstream_client import Client
+from routing.stats import RuntimeStats
+
+from .cluster import Cluster
+from .limits import Limits
+from .metrics import observe
+from .snapshot import SnapshotStore
+from .usage import UsageRecorder
+
+log = logging.getLogger("junction.gateway")
+
+
+class EventPublisher:
+    """Listeners called with every finished request's usage fields, on the event loop:
+    they must be cheap and must not raise (a failing one is logged and dropped)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[dict], None]] = []
+
+    def subscribe(self, listener: Callable[[dict], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: self.unsubscribe(listener)
+
+    def unsubscribe(self, listener: Callable[[dict], None]) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def publish(self, fields: dict) -> None:
+        for listener in self.listeners:
+            try:
+                listener(fields)
+            except Exception:
+                log.exception("event listener failed; unsubscribed")
+                self.unsubscribe(listener)
+
+
+class Gateway:
+    def __init__(self, *, recorder: UsageRecorder | None = None, stats: RuntimeStats | None = None) -> None:
+        self.stats = stats or RuntimeStats()
+        self.recorder = recorder or UsageRecorder()
+        self.cluster = Cluster(self.stats)
+        self.limits = Limits(self.recorder)
+        self.snapshots = SnapshotStore(self.cluster, self.recorder)
+        self.events = EventPublisher()
+        self.upstream: Client | None = None  # created in start(), on the serving event loop
+        self.running = False
+        self.recorder.listeners += [observe, self.events.publish]
+
+    async def start(self) -> None:
+        """Start the background work, in dependency order: the usage writer first (budget
+        refreshes read its flush times), then the upstream client, limits and cluster."""
+        if self.running:
+            return
+        self.recorder.start()
+        self.upstream = create_client()
+        self.limits.start()
+        self.cluster.start()
+        self.running = True
+        log.info("gateway started")
+
+    async def stop(self) -> None:
+        """Stop in reverse order; the usage still queued is written before this returns."""
+        if not self.running:
+            return
+        self.running = False
+        await self.cluster.stop()
+        await self.limits.stop()
+        if self.upstream is not None:
+            self.upstream.close()  # idle connections; a request still in flight finishes
+        # Joins the writer thread and flushes: off the event loop.
+        await asyncio.to_thread(self.recorder.close)
+        log.info("gateway stopped")
