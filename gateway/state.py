@@ -45,12 +45,15 @@ class EventPublisher:
             self.listeners.remove(listener)
 
     def publish(self, fields: dict) -> None:
+        failed = None
         for listener in self.listeners:
             try:
                 listener(fields)
             except Exception:
                 log.exception("event listener failed; unsubscribed")
-                self.unsubscribe(listener)
+                failed = [*(failed or ()), listener]
+        for listener in failed or ():  # not while iterating: the next one would be skipped
+            self.unsubscribe(listener)
 
 
 class Gateway:

@@ -63,3 +63,16 @@ def test_metrics_count_requests_tokens_and_spend(gateway, fake_openai):
     assert f'junction_cost_usd_total{{model="mock",provider="{upstream.name}",route="provider:{upstream.name}"}} ' \
            f'0.014' in text
     assert "junction_request_seconds_bucket" in text and "junction_time_to_first_byte_seconds_bucket" in text
+
+
+def test_daphne_starts_the_gateway_before_serving_and_stops_it_on_sigterm():
+    """Daphne has no ASGI lifespan: gateway.daphne_main drives Gateway.start()/stop()."""
+    server = GatewayProcess({"LOG_LEVEL": "INFO"})
+    try:
+        assert httpx.get(server.url + "/health/live").status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0
+    finally:
+        server.stop()
+    logs = server.logs()
+    assert logs.index("gateway started") < logs.index("gateway stopped")
