@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: run test bench venv dev-venv clean
+.PHONY: run test lint bench venv dev-venv clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ run: venv
 	$(PY) manage.py bootstrap
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-## Set up and run the whole test suite.
-test: dev-venv
+## Set up, lint and run the whole test suite.
+test: lint
 	$(PY) -m pytest -q
+
+## Lint (ruff.toml: pycodestyle, pyflakes, lines <= 110 characters); about a second.
+lint: dev-venv
+	$(VENV)/bin/ruff check .
 
 ## Gateway vs. direct upstream, same run (see tests/bench.py).
 bench: dev-venv

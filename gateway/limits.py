@@ -99,7 +99,8 @@ class Limits:
         start = period_start(budget.period, now)
         seed_start, seed = self._seeds.get(budget.id, (budget.period_start, budget.spent_at_build))
         ledger = self._ledgers.get(budget.id)
-        return (seed if seed_start == start else 0.0) + (ledger.total if ledger and ledger.period == start else 0.0)
+        booked = ledger.total if ledger and ledger.period == start else 0.0
+        return (seed if seed_start == start else 0.0) + booked
 
     def start(self) -> None:
         """Re-read budget spend from the database every GATEWAY_BUDGET_REFRESH_SECONDS
@@ -150,15 +151,17 @@ class Limits:
         if key.id is not None and key.rpm_limit:
             window = self._window(self._requests, key.id, now)
             if len(window) >= key.rpm_limit:
-                raise GatewayError("rate_limit", f"Rate limit of {key.rpm_limit} requests per minute reached for "
-                                                 "this key.", 429, retry_after=max(1.0, window[0] + 60 - now),
+                raise GatewayError("rate_limit", f"Rate limit of {key.rpm_limit} requests per minute reached "
+                                                 "for this key.", 429,
+                                   retry_after=max(1.0, window[0] + 60 - now),
                                    code="rate_limit_exceeded")
             window.append(now)
         if key.id is not None and key.tpm_limit:
             tokens = self._window(self._tokens, key.id, now)
             if sum(n for _, n in tokens) >= key.tpm_limit:
-                raise GatewayError("rate_limit", f"Rate limit of {key.tpm_limit} tokens per minute reached for "
-                                                 "this key.", 429, retry_after=max(1.0, tokens[0][0] + 60 - now),
+                raise GatewayError("rate_limit", f"Rate limit of {key.tpm_limit} tokens per minute reached "
+                                                 "for this key.", 429,
+                                   retry_after=max(1.0, tokens[0][0] + 60 - now),
                                    code="rate_limit_exceeded")
         return warning
 
@@ -187,7 +190,8 @@ class Limits:
             self._window(self._tokens, key.id, now).append((now, tokens))
 
 
-def build_budgets(now: float | None = None, cutoff: float = 0.0) -> dict[tuple[str, int], tuple[BudgetInfo, ...]]:
+def build_budgets(now: float | None = None,
+                  cutoff: float = 0.0) -> dict[tuple[str, int], tuple[BudgetInfo, ...]]:
     """For gateway.snapshot.build_snapshot (synchronous, one query per budget). `cutoff`:
     the usage recorder's flushed_before, read before the query."""
     from django.db.models import Sum
@@ -212,6 +216,7 @@ def _database_spend() -> dict[int, tuple[float, float]]:
     from django.db import close_old_connections
 
     try:
-        return {b.id: (b.period_start, b.spent_at_build) for budgets in build_budgets().values() for b in budgets}
+        return {b.id: (b.period_start, b.spent_at_build)
+                for budgets in build_budgets().values() for b in budgets}
     finally:
         close_old_connections()

@@ -79,7 +79,8 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
 
         anonymous = None
         if settings.GATEWAY_ALLOW_ANONYMOUS:
-            user, _ = get_user_model().objects.get_or_create(username="anonymous", defaults={"is_active": False})
+            user, _ = get_user_model().objects.get_or_create(username="anonymous",
+                                                             defaults={"is_active": False})
             anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous")
 
         default = routes.get(DEFAULT_ROUTE)

@@ -37,7 +37,8 @@ class JSONBodyField(forms.CharField):
 class TesterForm(forms.Form):
     format = forms.ChoiceField(choices=FORMATS, label="Client format")
     model = forms.CharField(required=False, help_text="Empty: the body's `model`.")
-    body = JSONBodyField(widget=forms.Textarea(attrs={"rows": 16, "cols": 110, "style": "font-family: monospace"}),
+    body = JSONBodyField(widget=forms.Textarea(attrs={"rows": 16, "cols": 110,
+                                                      "style": "font-family: monospace"}),
                          help_text="The request body as the client sends it.")
     headers = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 110}),
                               help_text="One `Name: value` per line, e.g. `agent-session-id: 20260422_1` or "
@@ -83,7 +84,8 @@ def run_tester(stats: RuntimeStats, *, format: str, model: str, body: dict, head
         candidates.append({
             "provider": c.provider.name, "type": c.provider.type, "model": c.model,
             "context_window": info.context_window if info else None, "price": price(c),
-            "health": snapshot.health.get(c.provider.name, "unknown"), "circuit": stats.state(target_of(c), now),
+            "health": snapshot.health.get(c.provider.name, "unknown"),
+            "circuit": stats.state(target_of(c), now),
             "ttft_ms": None if seen is None or seen.ttft is None else round(seen.ttft * 1000, 1),
             "in_flight": 0 if seen is None else seen.in_flight})
     rules = []
@@ -91,7 +93,8 @@ def run_tester(stats: RuntimeStats, *, format: str, model: str, body: dict, head
     for rule in route.rules if route is not None else ():
         failed = check(rule.conditions, features, key_info)
         outcome = "disabled" if not rule.enabled else "matches" if failed is None else f"fails on {failed}"
-        target = f"route {rule.target_route}" if rule.target_route else f"{rule.target_provider}/{rule.target_model}"
+        target = f"route {rule.target_route}" if rule.target_route \
+            else f"{rule.target_provider}/{rule.target_model}"
         rules.append({"name": rule.name, "conditions": describe(rule.conditions), "target": target,
                       "outcome": outcome, "applied": rule.name == decision.rule})
     result.update(decision=decision, route=decision.plan.route, requested_route=decision.requested_route,

@@ -37,7 +37,8 @@ class RouteAdmin(admin.ModelAdmin):
 
     @admin.display(description="targets")
     def chain(self, obj):
-        return " → ".join(f"{t.provider.name}/{t.model or t.provider.default_model}" for t in obj.targets.all())
+        return " → ".join(f"{t.provider.name}/{t.model or t.provider.default_model}"
+                          for t in obj.targets.all())
 
     @admin.display(description="rules")
     def rule_count(self, obj):
@@ -51,7 +52,8 @@ class RouteAdmin(admin.ModelAdmin):
 
 @admin.register(ProviderHealth)
 class ProviderHealthAdmin(admin.ModelAdmin):
-    list_display = ("provider", "status_badge", "latency", "errors", "circuit_state", "checked", "short_error")
+    list_display = ("provider", "status_badge", "latency", "errors", "circuit_state", "checked",
+                    "short_error")
     list_filter = ("status", "circuit_state")
     search_fields = ("provider__name", "last_error")
     list_select_related = ("provider",)

@@ -137,7 +137,8 @@ class RuntimeStats:
         stats.in_flight += 1
         return Token(key, now, probe)
 
-    def end(self, token: Token, ok: bool | None, ttft: float | None = None, status: int | None = None) -> None:
+    def end(self, token: Token, ok: bool | None, ttft: float | None = None,
+            status: int | None = None) -> None:
         """Once per begin(), always (call it in `finally`). ok=None: the outcome says nothing
         about the target (the client went away): only the in-flight count is released.
         ok=False with a status that is the request's fault (400 …) counts as a sign of life."""
@@ -174,7 +175,8 @@ class RuntimeStats:
             stats.cooldown = min(stats.cooldown * 2, self.max_cooldown)
         elif stats.state == CLOSED:
             recent = stats.recent
-            too_many = len(recent) >= self.min_window and sum(recent) / len(recent) > self.error_rate_threshold
+            too_many = (len(recent) >= self.min_window
+                        and sum(recent) / len(recent) > self.error_rate_threshold)
             if stats.consecutive_failures >= self.failure_threshold or too_many:
                 stats.state, stats.opened_at, stats.cooldown = OPEN, now, self.base_cooldown
             else:

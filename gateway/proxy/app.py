@@ -175,7 +175,8 @@ async def _listing(gw: Gateway, scope, path_key, error_format: str):
     if allowed is None:
         seen = {n for n, _ in names}
         for provider in snapshot.providers.values():
-            for model_id in list(provider.models) or ([provider.default_model] if provider.default_model else []):
+            defaults = [provider.default_model] if provider.default_model else []
+            for model_id in list(provider.models) or defaults:
                 ident = f"{provider.name}/{model_id}"
                 if ident not in seen:
                     seen.add(ident)
@@ -191,7 +192,8 @@ async def models(gw: Gateway, scope, receive, send, path_key) -> None:
     elif anthropic:
         data = [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"}
                 for n, _ in names]
-        await send_json(send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+        await send_json(send, 200, {"data": data, "has_more": False,
+                                    "first_id": data[0]["id"] if data else None,
                                     "last_id": data[-1]["id"] if data else None})
     else:
         await send_json(send, 200, {"object": "list", "data": [
@@ -205,7 +207,8 @@ async def ollama_tags(gw: Gateway, scope, receive, send, path_key) -> None:
         return
     await send_json(send, 200, {"models": [
         {"name": n, "model": n, "modified_at": "2025-01-01T00:00:00Z", "size": 0, "digest": "",
-         "details": {"format": "", "family": owner, "families": None, "parameter_size": "", "quantization_level": ""}}
+         "details": {"format": "", "family": owner, "families": None, "parameter_size": "",
+                     "quantization_level": ""}}
         for n, owner in names]})
 
 
@@ -268,7 +271,8 @@ DOORS: dict[str, FrontDoor] = {
 }
 GETS = {"/v1/models": models, "/models": models, "/api/tags": ollama_tags, "/api/version": ollama_version,
         "/health/live": health_live, "/health/ready": health_ready, "/metrics": metrics}
-PREFIXES = ("/v1/", "/health/", "/metrics", "/chat/", "/models", "/responses", "/k/", "/api/chat", "/api/tags", "/api/version")
+PREFIXES = ("/v1/", "/health/", "/metrics", "/chat/", "/models", "/responses", "/k/", "/api/chat",
+            "/api/tags", "/api/version")
 
 
 def handles(path: str) -> bool:

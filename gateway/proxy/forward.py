@@ -154,8 +154,8 @@ class Exchange:
             raise GatewayError("api_error", f"provider type `{provider.type}` is not supported yet", 501,
                                retryable=True)
         if self.endpoint not in adapter.endpoints:
-            raise GatewayError("invalid_request", f"provider `{provider.name}` ({provider.type}) does not offer "
-                                                  f"{self.endpoint}", 400, retryable=True)
+            raise GatewayError("invalid_request", f"provider `{provider.name}` ({provider.type}) does not "
+                                                  f"offer {self.endpoint}", 400, retryable=True)
         self.adapter = adapter
         # Non-generation endpoints (embeddings, count_tokens) stay in the client's format:
         # the adapter maps them itself (prepare_body / adapt_response).
@@ -171,8 +171,8 @@ class Exchange:
             if hosted:
                 # Provider-hosted tools (web_search …) exist only on the client's own API.
                 raise UnsupportedFeature(f"hosted tools ({', '.join(hosted)}) are not available on provider "
-                                         f"`{provider.name}` ({provider.type}); route this request to a provider "
-                                         f"that speaks {self.client_format} or remove them")
+                                         f"`{provider.name}` ({provider.type}); route this request to a "
+                                         f"provider that speaks {self.client_format} or remove them")
             translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
             translated.model = candidate.model
             translated.stream = self.stream
@@ -255,8 +255,8 @@ class Exchange:
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
-            raise GatewayError("bad_gateway", f"upstream {name} closed the stream before sending anything", 502,
-                               retryable=True) from None
+            raise GatewayError("bad_gateway", f"upstream {name} closed the stream before sending anything",
+                               502, retryable=True) from None
         ctx.ttft = time.perf_counter() - ctx.started
         if passthrough and self.client_format == "openai_chat":
             pipeline = OpenAIChatTap(ctx, self.client_wants_usage())

@@ -13,7 +13,7 @@ from django.test import override_settings
 from gateway.services import key_revoke
 
 from . import world
-from .conftest import GatewayProcess, free_port
+from .conftest import GatewayProcess
 
 CHAT = [{"role": "user", "content": "hello"}]
 

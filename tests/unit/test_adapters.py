@@ -29,8 +29,10 @@ def build(type_: str, info: ProviderInfo, *, fmt: str = "openai_chat", stream: b
 
 
 class StubResponse:
-    def __init__(self, status: int, body: bytes = b"", headers: dict | None = None, error: Exception | None = None):
-        self.status, self.headers, self._body, self._error, self.closed = status, headers or {}, body, error, False
+    def __init__(self, status: int, body: bytes = b"", headers: dict | None = None,
+                 error: Exception | None = None) -> None:
+        self.status, self.headers, self._body, self._error = status, headers or {}, body, error
+        self.closed = False
 
     async def read(self) -> bytes:
         if self._error:
@@ -84,7 +86,8 @@ def test_openai_without_a_key_sends_no_authorization_and_speaks_responses_native
     adapter = get_adapter("openai")
     assert adapter.wire_format_for("openai_responses", info) == "openai_responses"
     assert adapter.wire_format_for("anthropic_messages", info) == "openai_chat"
-    assert adapter.wire_format_for("openai_responses", provider("openai", "x", wire_api="chat")) == "openai_chat"
+    chat_only = provider("openai", "x", wire_api="chat")
+    assert adapter.wire_format_for("openai_responses", chat_only) == "openai_chat"
 
 
 def test_anthropic_builds_messages_with_x_api_key_and_passes_client_version_headers():
@@ -111,7 +114,8 @@ def test_azure_uses_the_deployment_path_and_api_key_header():
 
 
 def test_openrouter_asks_for_usage_and_adds_attribution_unless_configured():
-    info = provider("openrouter", "https://or.example/api/v1", api_key="k", extra_headers=(("x-title", "Mine"),))
+    info = provider("openrouter", "https://or.example/api/v1", api_key="k",
+                    extra_headers=(("x-title", "Mine"),))
     request = build("openrouter", info)
     assert orjson.loads(request.content)["usage"] == {"include": True}
     assert request.headers["HTTP-Referer"] == "http://localhost"
@@ -120,7 +124,8 @@ def test_openrouter_asks_for_usage_and_adds_attribution_unless_configured():
 
 def test_ollama_builds_native_chat():
     request = build("ollama", provider("ollama", "http://ollama.local:11434"), fmt="ollama")
-    assert request.url == "http://ollama.local:11434/api/chat" and orjson.loads(request.content)["model"] == "m1"
+    assert request.url == "http://ollama.local:11434/api/chat"
+    assert orjson.loads(request.content)["model"] == "m1"
 
 
 def test_bedrock_puts_the_model_in_the_url_and_signs_on_send():
@@ -182,7 +187,8 @@ def test_openai_error_bodies_decode_with_status_and_retryability():
     adapter, codec = get_adapter("openai"), get_codec("openai_chat")
     limited = adapter.decode_error(codec, 429, b'{"error": {"message": "slow down", "type": "requests"}}', {})
     assert limited.status == 429 and limited.retryable and "slow down" in limited.message
-    bad = adapter.decode_error(codec, 400, b'{"error": {"message": "bad field", "type": "invalid_request_error"}}', {})
+    raw = b'{"error": {"message": "bad field", "type": "invalid_request_error"}}'
+    bad = adapter.decode_error(codec, 400, raw, {})
     assert bad.status == 400 and not bad.retryable
 
 

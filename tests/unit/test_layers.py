@@ -85,7 +85,8 @@ def test_the_wire_layer_does_not_use_django():
     found = []
     for path, module in project_modules():
         if layer_of(module) == "wire":
-            found += [f"{path.relative_to(ROOT)}:{line} imports {target}" for line, target in imports(path, module)
+            found += [f"{path.relative_to(ROOT)}:{line} imports {target}"
+                      for line, target in imports(path, module)
                       if target.split(".")[0] in ("django", "celery", "channels", "daphne")]
     assert not found, "\n".join(found)
 
