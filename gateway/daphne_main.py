@@ -2,8 +2,8 @@
 
 Daphne builds its Twisted reactor on `asyncio.new_event_loop()` when its server
 module is imported, so the uvloop policy must be in place before that import.
-uvloop roughly halves the event loop's own cost per request (README, Performance);
-without uvloop installed this is plain Daphne.
+uvloop cuts the event loop's own cost per request (README, Performance); without
+uvloop installed this is plain Daphne.
 
 Daphne does not run the ASGI lifespan protocol, so the gateway (gateway.asgi) is
 started here once the reactor runs and stopped before it shuts down (SIGTERM,

@@ -3,7 +3,7 @@ version changes, then read lock-free by the hot path.
 
 Cross-process invalidation (providers.config_version): every config save rewrites
 a small version file in the data directory. Each request compares `os.stat()` of
-it (about a microsecond) with the version its snapshot was built from; on a change
+it (one system call) with the version its snapshot was built from; on a change
 the first request rebuilds (single-flight) and the rest wait for it, so a revoked
 key is refused on the very next request. Processes on other hosts learn it through
 Redis when REDIS_URL is set (gateway.cluster polls the shared version once a sync

@@ -86,8 +86,8 @@ class UsageRecorder:
     @staticmethod
     def _write(batch: list[dict]) -> None:
         """One executemany INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL):
-        the ORM's bulk_create costs several times more CPU per row, and this thread
-        shares the GIL with the event loop."""
+        the ORM's bulk_create costs more CPU per row (README, Performance), and this
+        thread shares the GIL with the event loop."""
         from django.db import close_old_connections, connection, transaction
 
         from .models import UsageRecord

@@ -1,6 +1,6 @@
 """The hot path: a plain ASGI application for /v1/*, /api/* (Ollama) and /health/*,
-routed in gateway/asgi.py ahead of Django (Django's request machinery would halve
-throughput, design.md §2). Everything else goes to Django.
+routed in gateway/asgi.py ahead of Django (Django's request machinery costs too much
+throughput, design.md §2 and README, Performance). Everything else goes to Django.
 """
 
 from __future__ import annotations
