@@ -120,6 +120,11 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
             watcher.cancel()
         if not ctx.recorded:
             ctx.recorded = True
+            if exchange is not None:
+                try:
+                    exchange.settle_usage()  # interrupted after forwarding: bill estimates
+                except Exception:  # never lose the record over an estimate
+                    log.exception("usage estimate failed")
             record = ctx.to_record()
             if admitted:  # booked before it is queued: see gateway.limits
                 LIMITS.settle(snapshot, ctx.key, float(record["cost_usd"]),
