@@ -1,7 +1,9 @@
 """Where a request's price comes from, in this order (issue 9):
 
-1. admin: the ProviderModel's prices, when the admin typed any (input or output > 0);
-2. provider: the cost the provider itself reports (OpenRouter `usage.cost`), per request;
+1. provider: the cost the provider itself reports it billed (OpenRouter `usage.cost`), per
+   request: an invoice figure, so it wins even over an admin price (applied by
+   gateway.proxy.context.RequestContext.cost);
+2. admin: the ProviderModel's prices, when the admin typed any (input or output > 0);
 3. database: the `genai-prices` package's bundled snapshot (offline, pinned; never
    fetched at run time), matched by provider type (openai, anthropic, aws for
    Bedrock, azure, openrouter) or, for OpenAI-compatible servers, by base URL

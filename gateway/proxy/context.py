@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from providers.codecs.canonical import Usage
-from providers.pricing import ADMIN, PROVIDER, UNKNOWN, Price
+from providers.pricing import PROVIDER, UNKNOWN, Price
 from routing.table import KeyInfo, ModelInfo
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a urandom call
@@ -54,12 +54,13 @@ class RequestContext:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
 
     def cost(self) -> tuple[float, str]:
-        """(USD, price source): the admin's price first, then what the provider reported
-        (OpenRouter), then the price database / local 0 / unpriced (see providers.pricing)."""
+        """(USD, price source): what the provider reported it billed (OpenRouter's
+        usage.cost, the invoice figure, so it wins even over an admin price), else the
+        resolved price: admin, database, local 0 or unpriced (see providers.pricing)."""
         usage, price = self.usage, self.price
         if usage is None:
             return 0.0, price.source
-        if usage.cost is not None and price.source != ADMIN:
+        if usage.cost is not None:
             return usage.cost, PROVIDER
         return price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
                           usage.cache_write_tokens), price.source
