@@ -122,7 +122,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
             ctx.recorded = True
             if exchange is not None:
                 try:
-                    exchange.settle_usage()  # interrupted after forwarding: bill estimates
+                    await exchange.settle_usage()  # interrupted after forwarding: bill estimates
                 except Exception:  # never lose the record over an estimate
                     log.exception("usage estimate failed")
             record = ctx.to_record()

@@ -121,3 +121,14 @@ def test_a_complete_stream_is_not_estimated(gateway, alice, fake_openai):
     time.sleep(0.05)
     rec = world.wait_record(r.headers["x-request-id"])
     assert not rec.usage_estimated and rec.status == 200 and rec.price_source == "database"
+
+
+def test_a_big_prompt_is_counted_off_the_event_loop(gateway, alice, fake_openai):
+    """Prompts over 32 KB are tokenized in a worker thread; the count is the same."""
+    provider = world.provider(fake_openai.url + "/v1")
+    body = {"model": f"{provider.name}/mock:tokens=400,drop_after=6",
+            "messages": [{"role": "user", "content": PROMPT * 40}], "stream": True}
+    r = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {alice}"},
+                   timeout=30)
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.usage_estimated and rec.prompt_tokens == _expected_prompt("openai_chat", body) > 10_000

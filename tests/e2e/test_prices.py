@@ -111,8 +111,11 @@ def test_openrouter_bills_what_it_reports(gateway, alice, fake_openrouter):
 
 def test_the_default_route_is_priced(gateway, alice, fake_openai):
     provider = world.provider(fake_openai.url + "/v1", model="gpt-4o")
-    world.route("default", [(provider, "gpt-4o")])
-    rec = world.wait_record(chat(gateway, alice, "some-name-the-agent-made-up").headers["x-request-id"])
+    default = world.route("default", [(provider, "gpt-4o")])
+    try:
+        rec = world.wait_record(chat(gateway, alice, "some-name-the-agent-made-up").headers["x-request-id"])
+    finally:
+        default.delete()  # other tests expect unknown names to be a 404
     assert rec.route == "default" and rec.price_source == "database" and rec.cost_usd > 0
 
 
@@ -136,7 +139,7 @@ def test_a_key_can_refuse_unpriced_models_under_a_hard_budget(gateway, fake_open
     name = world.unique("frank")
     _, key = key_issue(username=name, budget_usd=5, budget_period="monthly")
     VirtualKey.objects.filter(user__username=name).update(require_prices=True)
-    world.route("default", [(provider, "gpt-4o")])  # a save: the snapshot is rebuilt
+    world.route(world.unique("any"), [(provider, "gpt-4o")])  # a config save: the snapshot is rebuilt
     refused = chat(gateway, key, f"{provider.name}/unlisted-model")
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
