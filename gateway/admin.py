@@ -54,10 +54,12 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
         unpriced = unpriced_usage(days=30)
         if unpriced["requests"]:
-            messages.warning(request, f"{unpriced['requests']} request(s) in the last 30 days "
-                                      f"({unpriced['prompt_tokens']} tokens in, {unpriced['completion_tokens']} out) "
-                                      f"had no known price and are booked at $0: {', '.join(unpriced['models'])}. "
-                                      "Set their prices on the provider's models.")
+            tokens = f"{unpriced['prompt_tokens']} tokens in, {unpriced['completion_tokens']} out"
+            models = ", ".join(unpriced["models"])
+            count = unpriced["requests"]
+            messages.warning(request, f"{count} request(s) in the last 30 days ({tokens}) had no known "
+                                      f"price and are booked at $0: {models}. Set their prices on the "
+                                      "provider's models.")
         return super().changelist_view(request, extra_context)
     search_fields = ("request_id", "requested_model", "model", "session_id", "user__username")
     date_hierarchy = "created_at"

@@ -92,7 +92,8 @@ class Limits:
                     cutoff = b.cutoff
             for ledger in self._ledgers.values():
                 ledger.prune(cutoff)
-        budgets = [*snapshot.budgets.get(("key", key.id), ()), *snapshot.budgets.get(("user", key.user_id), ())]
+        budgets = [*snapshot.budgets.get(("key", key.id), ()),
+                   *snapshot.budgets.get(("user", key.user_id), ())]
         for team in key.team_ids:  # team budgets count for every member's keys
             budgets.extend(snapshot.budgets.get(("team", team), ()))
         return budgets

@@ -15,8 +15,8 @@ class VirtualKey(models.Model):
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
     require_prices = models.BooleanField(
-        default=False, help_text="Refuse models with no known price (admin, provider-reported or price database) "
-                                 "while a hard budget applies to this key, its user or their team.")
+        default=False, help_text="Refuse models with no known price (admin, provider-reported or price "
+                                 "database) while a hard budget applies to this key, its user or their team.")
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -32,6 +32,9 @@ class VirtualKey(models.Model):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
 
 
+ONE_OWNER = "A budget belongs to exactly one user, one key or one team: choose one of them."
+
+
 class Budget(models.Model):
     """A spend limit in USD per period for exactly one of: a user (all their keys), a key,
     or a team (a Django group: all its members' keys)."""
@@ -45,7 +48,8 @@ class Budget(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="budgets")
     key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
-    team = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets",
+    team = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="budgets",
                              help_text="A Django group: the budget counts every member's spend.")
     amount_usd = models.DecimalField(max_digits=12, decimal_places=4)
     period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTHLY)
@@ -59,7 +63,7 @@ class Budget(models.Model):
             | models.Q(user__isnull=True, key__isnull=False, team__isnull=True)
             | models.Q(user__isnull=True, key__isnull=True, team__isnull=False),
             name="budget_for_one_user_key_or_team",
-            violation_error_message="A budget belongs to exactly one user, one key or one team: choose one of them.")]
+            violation_error_message=ONE_OWNER)]
 
     def __str__(self) -> str:
         owner = self.user or self.key or (f"team {self.team}" if self.team_id else "?")
@@ -77,7 +81,7 @@ class Budget(models.Model):
         from django.core.exceptions import ValidationError
 
         if sum(x is not None for x in (self.user_id, self.key_id, self.team_id)) != 1:
-            raise ValidationError("A budget belongs to exactly one user, one key or one team: choose one of them.")
+            raise ValidationError(ONE_OWNER)
 
 
 class UsageRecord(models.Model):

@@ -136,7 +136,8 @@ def _convert(model) -> Price:
               "cache_read": prices.cache_read_mtok, "cache_write": prices.cache_write_mtok}
     base = {name: _base(value) for name, value in fields.items()}
     starts = sorted({t.start for value in fields.values() for t in getattr(value, "tiers", ())})
-    tiers = tuple(Tier(start, **{name: _at(value, start) for name, value in fields.items()}) for start in starts)
+    tiers = tuple(Tier(start, **{name: _at(value, start) for name, value in fields.items()})
+                  for start in starts)
     return Price(base["input"] or 0.0, base["output"] or 0.0, base["cache_read"], base["cache_write"],
                  model.context_window, tiers, DATABASE)
 

@@ -20,7 +20,8 @@ _ids = itertools.count(1)
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type", "error_message", "usage", "ttft",
-                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning", "price", "billable")
+                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning", "price",
+                 "billable")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"

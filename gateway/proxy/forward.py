@@ -124,15 +124,17 @@ class Exchange:
         price = info.price if info is not None and info.price is not None else \
             price_for(provider.type, candidate.model, info, provider.base_url)
         ctx.price = price
-        if not price.known and ctx.key is not None and ctx.key.require_prices and provider.type != "openrouter":
+        # OpenRouter reports each request's cost itself: never unpriced in effect.
+        key = ctx.key
+        if not price.known and key is not None and key.require_prices and provider.type != "openrouter":
             from gateway.limits import LIMITS
 
-            if snapshot is not None and LIMITS.hard_budget_applies(snapshot, ctx.key):
+            if snapshot is not None and LIMITS.hard_budget_applies(snapshot, key):
                 attempt["status"], attempt["error"] = 400, "model_unpriced"
-                return GatewayError("invalid_request", f"Model `{candidate.model}` on provider `{provider.name}` "
-                                                       "has no known price and a hard budget applies to this key; "
-                                                       "ask an admin to set its price or choose another model.",
-                                    400, retryable=True, code="model_unpriced")
+                message = (f"Model `{candidate.model}` on provider `{provider.name}` has no known price "
+                           "and a hard budget applies to this key; ask an admin to set its price or choose "
+                           "another model.")
+                return GatewayError("invalid_request", message, 400, retryable=True, code="model_unpriced")
         token = STATS.begin(candidate)
         ok = status = ttft = None  # ok stays None when cancelled (client gone): counts for nothing
         error = None

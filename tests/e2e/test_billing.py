@@ -128,7 +128,7 @@ def test_a_big_prompt_is_counted_off_the_event_loop(gateway, alice, fake_openai)
     provider = world.provider(fake_openai.url + "/v1")
     body = {"model": f"{provider.name}/mock:tokens=400,drop_after=6",
             "messages": [{"role": "user", "content": PROMPT * 40}], "stream": True}
-    r = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {alice}"},
-                   timeout=30)
+    r = httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30,
+                   headers={"authorization": f"Bearer {alice}"})
     rec = world.wait_record(r.headers["x-request-id"])
     assert rec.usage_estimated and rec.prompt_tokens == _expected_prompt("openai_chat", body) > 10_000

@@ -26,7 +26,8 @@ from tests.fakes import bedrock as fake_bedrock_module
 from . import world
 
 CHAT = [{"role": "user", "content": "Say hello to the whole team, please."}]
-BEDROCK = {"api_key": "", "region": fake_bedrock_module.REGION, "aws_access_key_id": fake_bedrock_module.ACCESS_KEY,
+BEDROCK = {"api_key": "", "region": fake_bedrock_module.REGION,
+           "aws_access_key_id": fake_bedrock_module.ACCESS_KEY,
            "aws_secret_access_key": fake_bedrock_module.SECRET_KEY}
 
 
@@ -104,7 +105,8 @@ def test_a_config_with_only_model_names_books_correct_spend(request, gateway, al
 
 
 def test_openrouter_bills_what_it_reports(gateway, alice, fake_openrouter):
-    provider = world.provider(fake_openrouter.url + "/api/v1", type="openrouter", model="anthropic/claude-sonnet-4.5")
+    provider = world.provider(fake_openrouter.url + "/api/v1", type="openrouter",
+                              model="anthropic/claude-sonnet-4.5")
     rec = world.wait_record(chat(gateway, alice, provider.name).headers["x-request-id"])
     assert rec.price_source == "provider" and rec.cost_usd > 0
 
@@ -146,7 +148,8 @@ def test_a_key_can_refuse_unpriced_models_under_a_hard_budget(gateway, fake_open
     assert error["code"] == "model_unpriced" and "no known price" in error["message"]
     assert chat(gateway, key, f"{provider.name}/gpt-4o").status_code == 200  # priced: allowed
     anthropic = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": key},
-                           json={"model": f"{provider.name}/unlisted-model", "max_tokens": 5, "messages": CHAT})
+                           json={"model": f"{provider.name}/unlisted-model", "max_tokens": 5,
+                                 "messages": CHAT})
     assert anthropic.status_code == 400 and anthropic.json()["type"] == "error"
 
 
@@ -176,7 +179,8 @@ def test_a_team_budget_covers_every_members_keys_and_reports_by_team(gateway, fa
     assert first.status_code == 200
     world.wait_record(first.headers["x-request-id"])
     refused = chat(gateway, key_two, provider.name)
-    assert refused.status_code == 429 and "Team budget of $0.01 (daily) is spent" in refused.json()["error"]["message"]
+    assert refused.status_code == 429
+    assert "Team budget of $0.01 (daily) is spent" in refused.json()["error"]["message"]
     staff, _ = get_user_model().objects.get_or_create(username="auditor", defaults={"is_staff": True,
                                                                                      "is_superuser": True})
     client = Client()
