@@ -119,6 +119,7 @@ class Exchange:
         ctx.attempts.append(attempt)
         provider = candidate.provider
         ctx.provider, ctx.model = provider.name, candidate.model
+        ctx.billable = False  # the record is this attempt's: an earlier candidate's usage is not known
         info = ctx.model_info = provider.model_info(candidate.model)
         # Resolved at snapshot build; unlisted models once per process (memoised).
         price = info.price if info is not None and info.price is not None else \
