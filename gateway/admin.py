@@ -15,7 +15,8 @@ from .models import Budget, DailyUsage, UsageRecord, VirtualKey
 class VirtualKeyForm(forms.ModelForm):
     class Meta:
         model = VirtualKey
-        fields = ("name", "user", "allowed_routes", "rpm_limit", "tpm_limit", "expires_at", "revoked_at")
+        fields = ("name", "user", "allowed_routes", "rpm_limit", "tpm_limit", "require_prices", "expires_at",
+                  "revoked_at")
 
 
 @admin.register(VirtualKey)
@@ -50,8 +51,22 @@ class VirtualKeyAdmin(admin.ModelAdmin):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
     list_display = ("created_at", "user", "endpoint", "requested_model", "provider", "model", "status",
-                    "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "attempts", "stream")
-    list_filter = ("status", "provider", "route", "stream", "endpoint", "usage_estimated")
+                    "prompt_tokens", "completion_tokens", "cost_usd", "price_source", "usage_estimated",
+                    "latency_ms", "attempts", "stream")
+    list_filter = ("status", "provider", "route", "stream", "endpoint", "usage_estimated", "price_source")
+
+    def changelist_view(self, request, extra_context=None):
+        from .selectors import unpriced_usage
+
+        unpriced = unpriced_usage(days=30)
+        if unpriced["requests"]:
+            tokens = f"{unpriced['prompt_tokens']} tokens in, {unpriced['completion_tokens']} out"
+            models = ", ".join(unpriced["models"])
+            count = unpriced["requests"]
+            messages.warning(request, f"{count} request(s) in the last 30 days ({tokens}) had no known "
+                                      f"price and are booked at $0: {models}. Set their prices on the "
+                                      "provider's models.")
+        return super().changelist_view(request, extra_context)
     search_fields = ("request_id", "requested_model", "model", "session_id", "user__username")
     date_hierarchy = "created_at"
 
@@ -71,9 +86,9 @@ class DailyUsageAdmin(admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "user", "key", "amount_usd", "period", "hard", "spent_now")
+    list_display = ("__str__", "user", "key", "team", "amount_usd", "period", "hard", "spent_now")
     list_filter = ("period", "hard")
-    search_fields = ("user__username", "key__prefix", "key__name")
+    search_fields = ("user__username", "key__prefix", "key__name", "team__name")
 
     @admin.display(description="spent this period (USD)")
     def spent_now(self, obj):
@@ -82,7 +97,7 @@ class BudgetAdmin(admin.ModelAdmin):
         from .limits import build_budgets
 
         # Read from the database (this admin process has no live ledger of its own).
-        for info in build_budgets().get(("key", obj.key_id) if obj.key_id else ("user", obj.user_id), ()):
+        for info in build_budgets().get(obj.scope, ()):
             if info.id == obj.id:
                 return f"{Limits().spent(info, time.time()):.4f}"
         return "-"

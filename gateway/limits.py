@@ -30,7 +30,7 @@ log = logging.getLogger("junction.limits")
 @dataclass(frozen=True, slots=True)
 class BudgetInfo:
     id: int
-    scope: str  # "user" | "key"
+    scope: str  # "user" | "key" | "team"
     owner_id: int
     amount: float
     period: str  # daily | weekly | monthly | total
@@ -93,7 +93,14 @@ class Limits:
                     cutoff = b.cutoff
             for ledger in self._ledgers.values():
                 ledger.prune(cutoff)
-        return [*snapshot.budgets.get(("key", key.id), ()), *snapshot.budgets.get(("user", key.user_id), ())]
+        budgets = [*snapshot.budgets.get(("key", key.id), ()),
+                   *snapshot.budgets.get(("user", key.user_id), ())]
+        for team in key.team_ids:  # team budgets count for every member's keys
+            budgets.extend(snapshot.budgets.get(("team", team), ()))
+        return budgets
+
+    def hard_budget_applies(self, snapshot: ConfigSnapshot, key: KeyInfo) -> bool:
+        return any(b.hard for b in self._budgets(snapshot, key))
 
     def spent(self, budget: BudgetInfo, now: float) -> float:
         start = period_start(budget.period, now)
@@ -142,7 +149,7 @@ class Limits:
         for budget in self._budgets(snapshot, key):
             spent = self.spent(budget, now)
             if spent >= budget.amount:
-                text = (f"{'Key' if budget.scope == 'key' else 'User'} budget of ${budget.amount:g} "
+                text = (f"{budget.scope.capitalize()} budget of ${budget.amount:g} "
                         f"({budget.period}) is spent (${spent:.4f}).")
                 if budget.hard:
                     raise GatewayError("rate_limit", text + " Ask an admin to raise it.", 429,
@@ -203,9 +210,12 @@ def build_budgets(now: float | None = None,
     for b in Budget.objects.all():
         start = period_start(b.period, now)
         records = UsageRecord.objects.filter(created_at__gte=datetime.fromtimestamp(start, tz=timezone.utc))
-        records = records.filter(key_id=b.key_id) if b.key_id else records.filter(user_id=b.user_id)
+        scope, owner = b.scope
+        if scope == "team":  # the team's current members (join through auth_user_groups)
+            records = records.filter(user__groups=owner)
+        else:
+            records = records.filter(**{f"{scope}_id": owner})
         spent = float(records.aggregate(total=Sum("cost_usd"))["total"] or 0)
-        scope, owner = ("key", b.key_id) if b.key_id else ("user", b.user_id)
         out.setdefault((scope, owner), []).append(
             BudgetInfo(b.id, scope, owner, float(b.amount_usd), b.period, b.hard, start, spent, cutoff))
     return {k: tuple(v) for k, v in out.items()}

@@ -14,6 +14,9 @@ class VirtualKey(models.Model):
                                             help_text="Empty: every route and model.")
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    require_prices = models.BooleanField(
+        default=False, help_text="Refuse models with no known price (admin, provider-reported or price "
+                                 "database) while a hard budget applies to this key, its user or their team.")
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -29,8 +32,12 @@ class VirtualKey(models.Model):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
 
 
+ONE_OWNER = "A budget belongs to exactly one user, one key or one team: choose one of them."
+
+
 class Budget(models.Model):
-    """A spend limit in USD for one user (all their keys) or one key, per period."""
+    """A spend limit in USD per period for exactly one of: a user (all their keys), a key,
+    or a team (a Django group: all its members' keys)."""
 
     class Period(models.TextChoices):
         DAILY = "daily"
@@ -41,6 +48,9 @@ class Budget(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="budgets")
     key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    team = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="budgets",
+                             help_text="A Django group: the budget counts every member's spend.")
     amount_usd = models.DecimalField(max_digits=12, decimal_places=4)
     period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTHLY)
     hard = models.BooleanField(default=True, help_text="Refuse requests once spent; soft budgets only warn "
@@ -49,17 +59,29 @@ class Budget(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(
-            condition=models.Q(user__isnull=False, key__isnull=True) | models.Q(user__isnull=True, key__isnull=False),
-            name="budget_for_a_user_or_a_key")]
+            condition=models.Q(user__isnull=False, key__isnull=True, team__isnull=True)
+            | models.Q(user__isnull=True, key__isnull=False, team__isnull=True)
+            | models.Q(user__isnull=True, key__isnull=True, team__isnull=False),
+            name="budget_for_one_user_key_or_team",
+            violation_error_message=ONE_OWNER)]
 
     def __str__(self) -> str:
-        return f"${self.amount_usd} {self.period} for {self.user or self.key}"
+        owner = self.user or self.key or (f"team {self.team}" if self.team_id else "?")
+        return f"${self.amount_usd} {self.period} for {owner}"
+
+    @property
+    def scope(self) -> tuple[str, int | None]:
+        if self.key_id:
+            return "key", self.key_id
+        if self.team_id:
+            return "team", self.team_id
+        return "user", self.user_id
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        if (self.user_id is None) == (self.key_id is None):
-            raise ValidationError("A budget belongs to a user or to a key (one of them).")
+        if sum(x is not None for x in (self.user_id, self.key_id, self.team_id)) != 1:
+            raise ValidationError(ONE_OWNER)
 
 
 class UsageRecord(models.Model):
@@ -87,6 +109,10 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    price_source = models.CharField(
+        max_length=10, blank=True, db_index=True,
+        choices=[(s, s) for s in ("admin", "provider", "database", "local", "unpriced")],
+        help_text="Where cost_usd's price came from; unpriced: no known price, booked as $0 (a warning).")
     latency_ms = models.FloatField(default=0)
     ttft_ms = models.FloatField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from .selectors import REPORT_DIMENSIONS, usage_report
+from .selectors import REPORT_DIMENSIONS, unpriced_usage, usage_report
 
 COLUMNS = ("name", "requests", "errors", "fallbacks", "prompt_tokens", "completion_tokens", "cached_tokens",
            "cost_usd")
@@ -45,7 +45,8 @@ def spend_report(request):
         row["bar"] = round(100 * row["cost_usd"] / peak, 1)  # width of the inline bar chart
     total = {c: sum(r[c] for r in rows) for c in COLUMNS[1:]}
     return render(request, "reports/spend.html", {"rows": rows, "by": by, "days": days, "total": total,
-                                                   "dimensions": list(REPORT_DIMENSIONS)})
+                                                   "dimensions": list(REPORT_DIMENSIONS),
+                                                   "unpriced": unpriced_usage(days=days)})
 
 
 @api_view(["GET"])
@@ -53,4 +54,5 @@ def usage_api(request):
     by, days = _params(request)
     if by not in REPORT_DIMENSIONS:
         return Response({"detail": f"unknown dimension {by!r}"}, status=400)
-    return Response({"by": by, "days": days, "rows": usage_report(by=by, days=days)})
+    return Response({"by": by, "days": days, "rows": usage_report(by=by, days=days),
+                     "unpriced": unpriced_usage(days=days)})

@@ -30,6 +30,7 @@ def usage_rollup(*, days: int = 2) -> int:
 REPORT_DIMENSIONS = {
     "user": "user__username",
     "key": "key__prefix",
+    "team": "user__groups__name",  # a member of two teams counts in both
     "route": "route",
     "provider": "provider",
     "model": "model",
@@ -55,3 +56,16 @@ def usage_report(*, by: str, days: int = 30) -> list[dict]:
                       cached_tokens=Sum("cached_tokens"), cost_usd=Sum("cost_usd"))
             .order_by("-day" if by == "day" else "-cost_usd"))
     return [{"name": str(row.pop(column) or "-"), **row, "cost_usd": float(row["cost_usd"] or 0)} for row in rows]
+
+
+def unpriced_usage(*, days: int = 30) -> dict:
+    """Requests booked at $0 because no price was known (providers.pricing): shown as a
+    warning in the admin and /reports/, never as spend."""
+    since = timezone.now() - timedelta(days=days)
+    rows = UsageRecord.objects.filter(created_at__gte=since, price_source="unpriced")
+    totals = rows.aggregate(requests=Count("id"), prompt_tokens=Sum("prompt_tokens"),
+                            completion_tokens=Sum("completion_tokens"))
+    models = list(rows.values_list("provider", "model").distinct()[:20])
+    return {"requests": totals["requests"] or 0, "prompt_tokens": totals["prompt_tokens"] or 0,
+            "completion_tokens": totals["completion_tokens"] or 0,
+            "models": [f"{p}/{m}" for p, m in models]}

@@ -1,6 +1,7 @@
 """Any admin save of configuration bumps the config version, so every gateway
 process rebuilds its in-memory snapshot before serving its next request."""
 
+from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
@@ -23,3 +24,8 @@ def config_changed(sender, **kwargs):
 @receiver(m2m_changed, sender=VirtualKey.allowed_routes.through)
 def key_routes_changed(sender, **kwargs):
     bump_version()
+
+
+@receiver(m2m_changed, sender=get_user_model().groups.through)
+def team_members_changed(sender, **kwargs):
+    bump_version()  # keys carry their user's teams (team budgets)

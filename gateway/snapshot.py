@@ -20,6 +20,7 @@ from django.conf import settings
 
 from providers.config import ModelInfo, ProviderInfo
 from providers.config_version import version_file_stamp
+from providers.pricing import price_for, warm as warm_prices
 from routing.table import EMPTY, ConfigSnapshot, KeyInfo
 
 log = logging.getLogger("junction.snapshot")
@@ -44,6 +45,7 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
     from routing.selectors import provider_health, route_info, routes_for_snapshot
 
     try:
+        warm_prices()
         providers: dict[str, ProviderInfo] = {}
         model_index: dict[str, list[str]] = {}
         for p in Provider.objects.filter(enabled=True).prefetch_related("models"):
@@ -54,7 +56,8 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
                 models[m.model_id] = ModelInfo(
                     m.model_id, m.context_window, m.deployment, float(m.input_price), float(m.output_price),
                     None if m.cache_read_price is None else float(m.cache_read_price),
-                    None if m.cache_write_price is None else float(m.cache_write_price))
+                    None if m.cache_write_price is None else float(m.cache_write_price),
+                    price_for(p.type, m.model_id, m, p.effective_base_url()))
                 model_index.setdefault(m.model_id, []).append(p.name)
             providers[p.name] = ProviderInfo(
                 name=p.name, type=p.type, base_url=p.effective_base_url(), default_model=p.default_model,
@@ -66,16 +69,18 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
                 total_timeout=p.total_timeout, wire_api=p.wire_api, models=models)
 
         routes = {r.name: route_info(r) for r in routes_for_snapshot()}
+        _price_unlisted_models(providers, routes)
         health, health_latency = provider_health()
 
         keys: dict[str, KeyInfo] = {}
-        for k in VirtualKey.objects.select_related("user").prefetch_related("allowed_routes"):
+        for k in VirtualKey.objects.select_related("user").prefetch_related("allowed_routes", "user__groups"):
             allowed = frozenset(r.name for r in k.allowed_routes.all()) or None
             keys[k.key_hash] = KeyInfo(
                 id=k.id, user_id=k.user_id, username=k.user.get_username(), prefix=k.prefix,
                 expires_at=k.expires_at.timestamp() if k.expires_at else None,
                 revoked=k.revoked_at is not None, allowed_routes=allowed,
-                rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit)
+                rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit,
+                team_ids=tuple(g.id for g in k.user.groups.all()), require_prices=k.require_prices)
 
         anonymous = None
         if settings.GATEWAY_ALLOW_ANONYMOUS:
@@ -92,6 +97,19 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
             health=health, health_latency_ms=health_latency, budgets=build_budgets(cutoff=flushed_before))
     finally:
         connection.close()  # built in a worker thread: do not leave its connection open
+
+
+def _price_unlisted_models(providers: dict[str, ProviderInfo], routes: dict) -> None:
+    """Route targets and default models that have no ProviderModel row: look their
+    database price up now (memoised in providers.pricing), not on a request."""
+    wanted = {(p.name, p.default_model) for p in providers.values() if p.default_model}
+    for route in routes.values():
+        wanted.update((t.provider, t.model) for t in route.targets)
+        wanted.update((r.target_provider, r.target_model) for r in route.rules if r.target_provider)
+    for name, model in wanted:
+        provider = providers.get(name)
+        if provider is not None and model not in provider.models:
+            price_for(provider.type, model, None, provider.base_url)
 
 
 class SnapshotStore:

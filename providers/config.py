@@ -17,6 +17,7 @@ class ModelInfo:
     output_price: float = 0.0
     cache_read_price: float | None = None
     cache_write_price: float | None = None
+    price: object = None  # providers.pricing.Price, resolved at snapshot build (admin → database → local)
 
 
 @dataclass(frozen=True, slots=True)

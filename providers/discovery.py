@@ -11,14 +11,13 @@ from dataclasses import dataclass
 import httpx
 
 from .models import Provider, ProviderType
-from .pricing import Price, lookup
+from .pricing import FREE, Price, lookup
 
 TIMEOUT = 20.0
 ANTHROPIC_VERSION = "2023-06-01"
 # OpenAI ids that are not text models (images, speech, moderation …): not worth a row.
 NOT_TEXT = ("dall-e", "tts", "whisper", "davinci", "babbage", "moderation", "gpt-image", "sora", "realtime",
             "transcribe", "audio", "computer-use")
-FREE = Price(0.0, 0.0, 0.0, 0.0)
 
 
 class DiscoveryError(Exception):
@@ -29,7 +28,7 @@ class DiscoveryError(Exception):
 class Discovered:
     model_id: str
     context_window: int | None = None
-    price: Price | None = None  # what the provider itself reports (OpenRouter), else the pricing table
+    price: Price | None = None  # what the provider itself reports (OpenRouter), else the price database
 
 
 def discover(provider: Provider) -> list[Discovered]:
@@ -53,7 +52,7 @@ def discover(provider: Provider) -> list[Discovered]:
 def price_for(provider: Provider, found: Discovered) -> Price | None:
     if provider.type == ProviderType.OLLAMA:
         return FREE  # local models cost nothing
-    return found.price or lookup(found.model_id)
+    return found.price or lookup(found.model_id, provider.type)
 
 
 # --------------------------------------------------------------------------- HTTP providers

@@ -1,83 +1,173 @@
-"""Known list prices of well-known models, USD per 1M tokens, for `sync_models`
-(new ProviderModel rows start with them; the admin edits them afterwards).
+"""Where a request's price comes from, in this order (issue 9):
 
-Checked 2026-11-25 against the providers' public pricing pages:
-- OpenAI: developers.openai.com/api/docs/pricing (standard tier; cache_read is
-  "cached input"; OpenAI does not bill cache writes separately).
-- Anthropic: platform.claude.com/docs/en/about-claude/pricing (cache_write is the
-  5-minute write price, cache_read "cache hits & refreshes"; prompts up to 200K).
-Bedrock lists Anthropic models at Anthropic's prices in its standard regions, and
-Azure OpenAI's global deployments at OpenAI's, so one table serves them; ids are
-normalised first (`normalise`). Local models (Ollama) cost nothing and never look
-here. Prices change: re-check the pages and the date above when editing.
+1. provider: the cost the provider itself reports it billed (OpenRouter `usage.cost`), per
+   request: an invoice figure, so it wins even over an admin price (applied by
+   gateway.proxy.context.RequestContext.cost);
+2. admin: the ProviderModel's prices, when the admin typed any (input or output > 0);
+3. database: the `genai-prices` package's bundled snapshot (offline, pinned; never
+   fetched at run time), matched by provider type (openai, anthropic, aws for
+   Bedrock, azure, openrouter) or, for OpenAI-compatible servers, by base URL
+   (api.deepseek.com, api.groq.com …);
+4. local: Ollama models cost nothing;
+5. unpriced: none of the above. Recorded as $0 with price_source "unpriced" and shown as
+   a warning in the admin and /reports/, never silently as spend.
+
+Prices are resolved when the config snapshot is built (ModelInfo.price) and, for
+models named only at request time (`provider/<any-model>`, default routes), looked up
+once and memoised, so the hot path does a dict lookup. `Price.cost(usage)` applies
+cache read/write prices and long-context tiers; reasoning tokens are part of the
+output tokens at every supported provider and billed at the output price.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
+
+log = logging.getLogger("junction.pricing")
+
+ADMIN, PROVIDER, DATABASE, LOCAL, UNPRICED = "admin", "provider", "database", "local", "unpriced"
+SOURCES = (ADMIN, PROVIDER, DATABASE, LOCAL, UNPRICED)
+
+# Junction provider type → genai-prices provider id.
+_DATABASE_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "bedrock": "aws", "azure": "azure",
+                       "openrouter": "openrouter"}
+_LOCAL_TYPES = ("ollama",)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Prices for requests whose input (cache included) exceeds `above` tokens: the
+    database's cliff model, the whole request is billed at the tier's rates."""
+
+    above: int
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """USD per 1M tokens. cache_read/cache_write None: billed at the input price."""
+
     input: float
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
     context_window: int | None = None
+    tiers: tuple[Tier, ...] = ()  # ascending by `above`
+    source: str = DATABASE
+
+    @property
+    def known(self) -> bool:
+        return self.source != UNPRICED
+
+    def cost(self, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
+             cache_write_tokens: int = 0) -> float:
+        """`input_tokens` counts every prompt token, cached and cache-written ones included
+        (the canonical Usage convention)."""
+        rates: Price | Tier = self
+        for tier in reversed(self.tiers):
+            if input_tokens > tier.above:
+                rates = tier
+                break
+        uncached = max(input_tokens - cache_read_tokens - cache_write_tokens, 0)
+        read = rates.cache_read if rates.cache_read is not None else rates.input
+        write = rates.cache_write if rates.cache_write is not None else rates.input
+        return (uncached * rates.input + cache_read_tokens * read + cache_write_tokens * write
+                + output_tokens * rates.output) / 1_000_000
 
 
-PRICES: dict[str, Price] = {
-    # OpenAI
-    "gpt-5": Price(1.25, 10.00, 0.125, None, 400_000),
-    "gpt-5-mini": Price(0.25, 2.00, 0.025, None, 400_000),
-    "gpt-5-nano": Price(0.05, 0.40, 0.005, None, 400_000),
-    "gpt-4.1": Price(2.00, 8.00, 0.50, None, 1_047_576),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10, None, 1_047_576),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025, None, 1_047_576),
-    "gpt-4o": Price(2.50, 10.00, 1.25, None, 128_000),
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075, None, 128_000),
-    "o3": Price(2.00, 8.00, 0.50, None, 200_000),
-    "o3-mini": Price(1.10, 4.40, 0.55, None, 200_000),
-    "o4-mini": Price(1.10, 4.40, 0.275, None, 200_000),
-    "text-embedding-3-small": Price(0.02, 0.0, None, None, 8_191),
-    "text-embedding-3-large": Price(0.13, 0.0, None, None, 8_191),
-    # Anthropic
-    "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25, 200_000),
-    "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75, 200_000),
-    "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75, 200_000),
-    "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75, 200_000),
-    "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75, 200_000),
-    "claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75, 200_000),
-    "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25, 200_000),
-    "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00, 200_000),
-    "claude-3-haiku": Price(0.25, 1.25, 0.03, 0.30, 200_000),
-}
-
-# What may follow a known name in a real id: a date, "-latest", a Bedrock version.
-_SUFFIX = re.compile(r"(-\d{8}|-\d{4}-\d{2}-\d{2}|-latest)?(-v\d+(:\d+)?)?(:\d+k)?")
-# Bedrock inference-profile (geography) and vendor prefixes: us.anthropic.claude-…
-_GEOGRAPHIES = ("us.", "eu.", "apac.", "au.", "jp.", "ca.", "us-gov.", "global.")
-_VENDORS = ("anthropic.", "openai.", "meta.", "amazon.", "mistral.", "cohere.", "deepseek.", "qwen.")
+UNKNOWN = Price(0.0, 0.0, source=UNPRICED)
+FREE = Price(0.0, 0.0, 0.0, 0.0, source=LOCAL)
 
 
-def normalise(model_id: str) -> str:
-    """"us.anthropic.claude-sonnet-4-5-20250929-v1:0" → "claude-sonnet-4-5-20250929-v1:0",
-    "anthropic/claude-sonnet-4.5" (OpenRouter) → "claude-sonnet-4-5", ARNs → their last part."""
-    name = model_id.strip().lower().rsplit("/", 1)[-1]
-    for prefixes in (_GEOGRAPHIES, _VENDORS):
-        name = next((name[len(p):] for p in prefixes if name.startswith(p)), name)
-    if name.startswith("claude"):
-        name = name.replace(".", "-")
-    return name
+def price_for(provider_type: str, model_id: str, admin_model_info=None, base_url: str = "") -> Price:
+    """The price of `model_id` served by a provider of `provider_type`: the admin's
+    (a routing.table.ModelInfo or ProviderModel with input/output/cache prices) when set,
+    else the database's, else 0 for local providers, else UNKNOWN. The provider's own
+    reported cost (OpenRouter) is applied per request by the caller (see Price.source)."""
+    info = admin_model_info
+    if info is not None and (float(info.input_price) or float(info.output_price)):
+        return Price(float(info.input_price), float(info.output_price), _opt(info.cache_read_price),
+                     _opt(info.cache_write_price), info.context_window, source=ADMIN)
+    if provider_type in _LOCAL_TYPES:
+        return FREE
+    return database_price(provider_type, model_id, base_url) or UNKNOWN
 
 
-def lookup(model_id: str) -> Price | None:
-    """The list price of a known model, matching its dated/versioned ids too; the
-    longest known name wins (gpt-4o-mini before gpt-4o), and a name never matches a
-    different model that merely starts with it (o3-pro is not o3)."""
-    name = normalise(model_id)
-    for known in sorted(PRICES, key=len, reverse=True):
-        if name.startswith(known) and _SUFFIX.fullmatch(name[len(known):]):
-            return PRICES[known]
+@functools.lru_cache(maxsize=4096)
+def database_price(provider_type: str, model_id: str, base_url: str = "") -> Price | None:
+    """The bundled price database's price (memoised: the first call per model walks the
+    database's match rules, later ones are a dict lookup)."""
+    if not model_id:
+        return None
+    try:
+        from genai_prices import data_snapshot
+    except ImportError:  # the dependency is pinned in requirements.txt; be loud, not wrong
+        log.error("genai-prices is not installed: models without an admin price are unpriced")
+        return None
+    snapshot = data_snapshot.get_snapshot()
+    attempts = []
+    if provider_type == "openai" and base_url:
+        attempts.append((None, base_url))  # an OpenAI-compatible server: DeepSeek, Groq, Mistral …
+    provider_id = _DATABASE_PROVIDERS.get(provider_type)
+    if provider_id:
+        attempts.append((provider_id, None))
+    for pid, url in attempts:
+        try:
+            _, model = snapshot.find_provider_model(model_id, None, pid, url)
+        except LookupError:
+            continue
+        try:
+            return _convert(model)
+        except Exception:  # a price shape this version does not map: not a guess
+            log.warning("price database entry for %s/%s could not be read", provider_type, model_id)
+            return None
     return None
+
+
+def _convert(model) -> Price:
+    prices = model.get_prices(datetime.now(tz=timezone.utc))
+    fields = {"input": prices.input_mtok, "output": prices.output_mtok,
+              "cache_read": prices.cache_read_mtok, "cache_write": prices.cache_write_mtok}
+    base = {name: _base(value) for name, value in fields.items()}
+    starts = sorted({t.start for value in fields.values() for t in getattr(value, "tiers", ())})
+    tiers = tuple(Tier(start, **{name: _at(value, start) for name, value in fields.items()})
+                  for start in starts)
+    return Price(base["input"] or 0.0, base["output"] or 0.0, base["cache_read"], base["cache_write"],
+                 model.context_window, tiers, DATABASE)
+
+
+def _base(value) -> float | None:
+    if value is None:
+        return None
+    return float(getattr(value, "base", value))
+
+
+def _at(value, start: int) -> float | None:
+    """A field's rate for inputs above `start`: its highest tier at or below it, else its base."""
+    if value is None:
+        return None
+    rate = getattr(value, "base", value)
+    for tier in getattr(value, "tiers", ()):
+        if tier.start <= start:
+            rate = tier.price
+    return float(rate)
+
+
+def _opt(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def warm() -> None:
+    """Load the database (about a second) off the event loop, at snapshot build."""
+    database_price("openai", "gpt-4o")
+
+
+def lookup(model_id: str, provider_type: str = "openai") -> Price | None:
+    """For sync_models: the database's price of a discovered model, if it has one."""
+    return database_price(provider_type, model_id)

@@ -72,6 +72,8 @@ class KeyInfo:
     allowed_routes: frozenset[str] | None = None  # None: everything
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    team_ids: tuple[int, ...] = ()  # the user's groups: team budgets count for them
+    require_prices: bool = False  # refuse unpriced models while a hard budget applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class ConfigSnapshot:
     fallback: tuple[TargetInfo, ...] = ()  # global fallback chain (config `routing.fallback`)
     model_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model id → provider names
     anonymous: KeyInfo | None = None  # set when GATEWAY_ALLOW_ANONYMOUS
-    # ("user" | "key", id) → budgets (gateway.limits.BudgetInfo)
+    # ("user" | "key" | "team", id) → budgets (gateway.limits.BudgetInfo)
     budgets: dict[tuple[str, int], tuple] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)  # provider name → ProviderHealth.status
     health_latency_ms: dict[str, float] = field(default_factory=dict)  # provider name → probe latency EWMA

@@ -115,6 +115,11 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
             watcher.cancel()
         if not ctx.recorded:
             ctx.recorded = True
+            if exchange is not None:
+                try:
+                    await exchange.settle_usage()  # interrupted after forwarding: bill estimates
+                except Exception:  # never lose the record over an estimate
+                    log.exception("usage estimate failed")
             record = ctx.to_record()
             if admitted:  # booked before it is queued: see gateway.limits
                 gw.limits.settle(snapshot, ctx.key, float(record["cost_usd"]),

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from providers.codecs.canonical import Usage
 from providers.config import ModelInfo
+from providers.pricing import PROVIDER, UNKNOWN, Price
 from routing.table import KeyInfo
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a urandom call
@@ -20,8 +21,8 @@ _ids = itertools.count(1)
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type",
-                 "error_message", "usage", "ttft",
-                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning")
+                 "error_message", "usage", "ttft", "attempts", "session_id", "disconnected", "recorded",
+                 "chunks", "warning", "price", "billable")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -48,28 +49,28 @@ class RequestContext:
         self.recorded = False
         self.chunks = 0  # content-bearing stream events, for usage estimates
         self.warning = ""  # soft budget spent: x-gateway-budget-warning
+        self.price: Price = UNKNOWN  # the current candidate's (providers.pricing.price_for)
+        self.billable = False  # the last attempt reached a provider that did not refuse it
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
 
-    def cost(self) -> float:
-        usage, info = self.usage, self.model_info
+    def cost(self) -> tuple[float, str]:
+        """(USD, price source): what the provider reported it billed (OpenRouter's
+        usage.cost, the invoice figure, so it wins even over an admin price), else the
+        resolved price: admin, database, local 0 or unpriced (see providers.pricing)."""
+        usage, price = self.usage, self.price
         if usage is None:
-            return 0.0
+            return 0.0, price.source
         if usage.cost is not None:
-            return usage.cost
-        if info is None:
-            return 0.0
-        cached, written = usage.cache_read_tokens, usage.cache_write_tokens
-        uncached = max(usage.input_tokens - cached - written, 0)
-        read_price = info.cache_read_price if info.cache_read_price is not None else info.input_price
-        write_price = info.cache_write_price if info.cache_write_price is not None else info.input_price
-        return (uncached * info.input_price + cached * read_price + written * write_price
-                + usage.output_tokens * info.output_price) / 1_000_000
+            return usage.cost, PROVIDER
+        return price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                          usage.cache_write_tokens), price.source
 
     def to_record(self) -> dict:
         usage = self.usage or Usage()
         key = self.key
+        cost, source = self.cost()
         return {
             "request_id": self.request_id,
             "created_at": datetime.fromtimestamp(self.wall, tz=timezone.utc),
@@ -92,7 +93,8 @@ class RequestContext:
             "cache_write_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "usage_estimated": usage.estimated,
-            "cost_usd": round(self.cost(), 8),
+            "cost_usd": round(cost, 8),
+            "price_source": source if self.usage is not None else "",
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "ttft_ms": None if self.ttft is None else round(self.ttft * 1000, 3),
             "attempts": len(self.attempts),

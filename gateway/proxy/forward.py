@@ -23,12 +23,14 @@ from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
 from providers.codecs.openai_chat import decode_usage
+from providers.pricing import price_for
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 
 from .context import RequestContext
 from .io import encode_headers, send_bytes
 from .streams import DecoderTap, OpenAIChatTap, Translator
+from .tokens import count_text, estimate_request
 
 
 class Exchange:
@@ -47,6 +49,7 @@ class Exchange:
         self.stream = stream
         self.client_headers = client_headers
         self.committed = False
+        self.complete = False  # the upstream's answer arrived whole, with its usage
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
 
@@ -87,7 +90,7 @@ class Exchange:
                 candidates = [c for c in candidates if self.gw.stats.available(c)] or candidates
             candidate = candidates[index]
             index += 1
-            error = await self._try(candidate, decision)
+            error = await self._try(candidate, decision, snapshot)
             if error is None:
                 return
             last_error = error
@@ -109,15 +112,30 @@ class Exchange:
         assert last_error is not None
         raise last_error
 
-    async def _try(self, candidate: Candidate, decision) -> GatewayError | None:
+    async def _try(self, candidate: Candidate, decision, snapshot=None) -> GatewayError | None:
         """One attempt, with its bookkeeping: the attempt chain, runtime stats
         (latency EWMA, circuit breaker) and session affinity."""
         ctx = self.ctx
         started = time.perf_counter()
         attempt = {"provider": candidate.provider.name, "model": candidate.model}
         ctx.attempts.append(attempt)
-        ctx.provider, ctx.model = candidate.provider.name, candidate.model
-        ctx.model_info = candidate.provider.model_info(candidate.model)
+        provider = candidate.provider
+        ctx.provider, ctx.model = provider.name, candidate.model
+        ctx.billable = False  # the record is this attempt's: an earlier candidate's usage is not known
+        info = ctx.model_info = provider.model_info(candidate.model)
+        # Resolved at snapshot build; unlisted models once per process (memoised).
+        price = info.price if info is not None and info.price is not None else \
+            price_for(provider.type, candidate.model, info, provider.base_url)
+        ctx.price = price
+        # OpenRouter reports each request's cost itself: never unpriced in effect.
+        key = ctx.key
+        if not price.known and key is not None and key.require_prices and provider.type != "openrouter":
+            if snapshot is not None and self.gw.limits.hard_budget_applies(snapshot, key):
+                attempt["status"], attempt["error"] = 400, "model_unpriced"
+                message = (f"Model `{candidate.model}` on provider `{provider.name}` has no known price "
+                           "and a hard budget applies to this key; ask an admin to set its price or choose "
+                           "another model.")
+                return GatewayError("invalid_request", message, 400, retryable=True, code="model_unpriced")
         stats = self.gw.stats
         token = stats.begin(candidate)
         ok = status = ttft = None  # ok stays None when cancelled (client gone): counts for nothing
@@ -179,9 +197,17 @@ class Exchange:
             body = upstream_codec.encode_request(translated)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
-        response = await adapter.send(self.gw.upstream, upstream, provider)
+        ctx = self.ctx
+        ctx.billable = True  # from here the provider may bill the prompt, whatever happens next
+        try:
+            response = await adapter.send(self.gw.upstream, upstream, provider)
+        except GatewayError as exc:
+            if exc.type == "bad_gateway":  # unreachable: nothing was generated (a timeout may have been)
+                ctx.billable = False
+            raise
         try:
             if response.status >= 400:
+                ctx.billable = False  # refused: nothing generated, nothing billed
                 raw = await response.read()
                 error = adapter.decode_error(upstream_codec, response.status, raw, response.headers)
                 if response.status in (401, 403):
@@ -243,7 +269,8 @@ class Exchange:
             if self.on_response is not None:
                 await self.on_response(encoded)
         if ctx.usage is None:
-            ctx.usage = self._estimate(raw)
+            ctx.usage = await self._estimate(raw)
+        self.complete = True
         ctx.status = 200
         self.committed = True
         await send_bytes(self.send, 200, out, "application/json", ctx.response_headers())
@@ -288,30 +315,62 @@ class Exchange:
             if out:
                 await emit(out)
         tail = pipeline.close()
+        self.complete = pipeline.done and ctx.usage is not None
         if capture is not None:
             capture.feed(tail)
             if capture.response is not None:
                 await self.on_response(capture.response)
-        if ctx.usage is None:
-            ctx.usage = self._estimate(b"")
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _send_stream_error(self, error: GatewayError) -> None:
         pipeline = getattr(self, "pipeline", None)
         body = pipeline.error(error) if pipeline is not None else b""
-        if self.ctx.usage is None:
-            self.ctx.usage = self._estimate(b"")
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _stream_request(self) -> c.Request:
         """What a same-format encoder needs to write an error event: no full decode."""
         return c.Request(model=str(self.body.get("model", "")), messages=[], stream=True)
 
-    def _estimate(self, raw: bytes) -> c.Usage:
-        """No usage from upstream: ~4 bytes a prompt token, ~1 token a stream event."""
-        prompt = max(1, len(orjson.dumps(self.body.get("messages") or self.body.get("input") or "")) // 4)
-        completion = self.ctx.chunks if self.stream else max(0, len(raw) // 4)
-        return c.Usage(input_tokens=prompt, output_tokens=completion, estimated=True)
+    async def _estimate(self, raw: bytes) -> c.Usage:
+        """A whole body without usage: the prompt by the offline tokenizer, ~4 bytes an
+        output token."""
+        return c.Usage(input_tokens=await self._prompt_tokens(), output_tokens=max(0, len(raw) // 4),
+                       estimated=True)
+
+    async def settle_usage(self) -> None:
+        """Once, when the request ends (serve's finally). An attempt that reached a
+        provider (not refused by it) but ended without the provider's final usage report
+        (client gone, upstream dropped, stalled or timed out) is billed on estimates: the
+        prompt as the provider reported it (Anthropic message_start) else by the offline
+        tokenizer, the output as what was relayed (~one token a content event, or more
+        if the provider's partial report says so). The record is marked estimated."""
+        ctx = self.ctx
+        if self.complete or not ctx.billable or self.endpoint != "generate":
+            return
+        usage = ctx.usage or c.Usage()
+        ctx.usage = c.Usage(
+            input_tokens=usage.input_tokens or await self._prompt_tokens(),
+            output_tokens=max(usage.output_tokens, ctx.chunks), cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=usage.reasoning_tokens,
+            cost=usage.cost, estimated=True)
+
+    async def _prompt_tokens(self) -> int:
+        """The offline tokenizer's count; big prompts (~180 ms for 136K tokens) are counted
+        in a worker thread so the event loop keeps serving."""
+        size = len(orjson.dumps(self.body.get("messages") or self.body.get("input") or ""))
+        if size < 32_768:
+            return self._count_prompt()
+        try:
+            return await asyncio.to_thread(self._count_prompt)
+        except asyncio.CancelledError:  # shutting down: still write the record, roughly
+            return max(1, size // 4)
+
+    def _count_prompt(self) -> int:
+        try:
+            return max(1, estimate_request(self.canonical))
+        except Exception:  # a body the codec cannot decode still cost its bytes
+            return max(1, count_text(orjson.dumps(self.body.get("messages") or self.body.get("input")
+                                                  or "").decode()))
 
 
 class ResponsesCapture:

@@ -659,8 +659,10 @@ class TestSyncModels:
         stub.activate()
         monkeypatch.setattr("providers.discovery._bedrock_client", lambda provider: client)
         assert "2 created" in sync(p)
-        assert prices(p) == {"anthropic.claude-3-haiku-20240307-v1:0": (0.25, 1.25, 0.03, 0.3, 200000),
-                             "us.anthropic.claude-sonnet-4-5-20250929-v1:0": (3.0, 15.0, 0.3, 3.75, 200000)}
+        # Bedrock's own prices from the price database: no prompt caching for Claude 3 Haiku
+        # there, and geographic (us.) profiles of Claude 4.5 models cost 10 % over Anthropic's.
+        assert prices(p) == {"anthropic.claude-3-haiku-20240307-v1:0": (0.25, 1.25, None, None, 200000),
+                             "us.anthropic.claude-sonnet-4-5-20250929-v1:0": (3.3, 16.5, 0.33, 4.125, 200000)}
 
     def test_an_unknown_provider_name_is_a_clear_error(self):
         with pytest.raises(CommandError, match="No provider named"):

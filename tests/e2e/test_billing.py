@@ -1,0 +1,134 @@
+"""Every request that reached a provider is billed (issue 9): a stream interrupted by
+the client, an upstream drop, a stall or a timeout after forwarding is recorded with
+estimated tokens (prompt by the offline tokenizer or as the provider reported it,
+output as relayed), priced, and marked estimated. Through each front door, with an
+OpenAI-format and an Ollama upstream (both report usage only at the end)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from gateway.proxy.tokens import estimate_request
+from providers.codecs import get_codec
+from tests.fakes.anthropic import input_tokens_of
+
+from . import world
+
+PROMPT = "Explain what a gateway does for coding agents, in detail, with examples. " * 20
+CHAT = [{"role": "user", "content": PROMPT}]
+
+# front door → (path, body builder, client format)
+DOORS = {
+    "openai_chat": ("/v1/chat/completions",
+                    lambda m: {"model": m, "messages": CHAT, "stream": True}, "openai_chat"),
+    "anthropic": ("/v1/messages",
+                  lambda m: {"model": m, "max_tokens": 4000, "messages": CHAT, "stream": True},
+                  "anthropic_messages"),
+    "responses": ("/v1/responses", lambda m: {"model": m, "input": PROMPT, "stream": True, "store": False},
+                  "openai_responses"),
+    "ollama": ("/api/chat", lambda m: {"model": m, "messages": CHAT, "stream": True}, "ollama"),
+}
+# upstream → (fixture, type, model, behaviour separator)
+UPSTREAMS = {
+    "openai": ("fake_openai", "openai", "mock", ":", "/v1"),
+    "ollama": ("fake_ollama", "ollama", "qwen2.5-coder:14b", "#", ""),
+}
+# case → (behaviour, provider fields, client reads at most this many raw chunks then hangs up (None: all))
+CASES = {
+    "client_disconnect": ("tokens=400,token_delay=0.02", {}, 12),  # past the Responses preamble events
+    "upstream_drop": ("tokens=400,drop_after=6", {}, None),
+    "stall": ("tokens=400,stall_after=6", {"first_token_timeout": 0.6}, None),
+    "timeout": ("tokens=400,token_delay=0.05", {"total_timeout": 0.8}, None),
+}
+
+
+@pytest.fixture
+def alice():
+    return world.alice_key()
+
+
+def _expected_prompt(client_format: str, body: dict) -> int:
+    return estimate_request(get_codec(client_format).decode_request(body))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("upstream_kind", list(UPSTREAMS))
+@pytest.mark.parametrize("door", list(DOORS))
+def test_an_interrupted_stream_is_billed_on_estimates(request, gateway, alice, door, upstream_kind, case):
+    fixture, ptype, base_model, sep, path = UPSTREAMS[upstream_kind]
+    behaviour, fields, read_chunks = CASES[case]
+    fake = request.getfixturevalue(fixture)
+    extra = {"api_key": ""} if ptype == "ollama" else {}
+    provider = world.provider(fake.url + path, type=ptype, model=base_model, **extra, **fields)
+    model = base_model + sep + behaviour
+    world.price(provider, model, input_price=3, output_price=15)  # admin price: Ollama is otherwise free
+    url, build, client_format = DOORS[door]
+    body = build(f"{provider.name}/{model}")
+    headers = {"authorization": f"Bearer {alice}"}
+    with httpx.stream("POST", gateway.url + url, json=body, headers=headers, timeout=30) as r:
+        assert r.status_code == 200
+        request_id = r.headers["x-request-id"]
+        for i, _ in enumerate(r.iter_raw()):
+            if read_chunks is not None and i + 1 >= read_chunks:
+                break
+    rec = world.wait_record(request_id, timeout=10)
+    assert rec.usage_estimated, (rec.status, rec.error_type)
+    assert rec.prompt_tokens == _expected_prompt(client_format, body)
+    assert 1 <= rec.completion_tokens < 400
+    assert rec.price_source == "admin"
+    expected = (rec.prompt_tokens * 3 + rec.completion_tokens * 15) / 1_000_000
+    assert float(rec.cost_usd) == pytest.approx(expected, abs=1e-8)
+    if case == "client_disconnect":
+        assert rec.client_disconnected and rec.status == 499
+    else:
+        assert rec.status >= 500
+
+
+def test_the_providers_own_prompt_count_wins_over_the_estimate(gateway, alice, fake_anthropic):
+    """Anthropic reports input tokens in message_start: an upstream drop keeps them."""
+    provider = world.provider(fake_anthropic.url, type="anthropic", model="claude-sonnet-4-5")
+    body = {"model": f"{provider.name}/claude-sonnet-4-5:tokens=400,drop_after=6", "max_tokens": 4000,
+            "messages": CHAT, "stream": True}
+    r = httpx.post(gateway.url + "/v1/messages", json=body, headers={"x-api-key": alice}, timeout=30)
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.usage_estimated and rec.status == 502
+    sent = fake_anthropic.last().body
+    assert rec.prompt_tokens == input_tokens_of(sent)  # the fake's count, not the tokenizer's
+    assert rec.completion_tokens >= 1
+    assert rec.price_source == "database" and float(rec.cost_usd) > 0
+
+
+def test_a_refused_request_is_not_billed(gateway, alice, fake_openai):
+    provider = world.provider(fake_openai.url + "/v1")
+    world.price(provider, "mock:status=400", input_price=3, output_price=15)
+    r = httpx.post(gateway.url + "/v1/chat/completions", json={"model": f"{provider.name}/mock:status=400",
+                                                               "messages": CHAT},
+                   headers={"authorization": f"Bearer {alice}"}, timeout=30)
+    assert r.status_code == 400
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.prompt_tokens == 0 and rec.cost_usd == 0 and not rec.usage_estimated
+
+
+def test_a_complete_stream_is_not_estimated(gateway, alice, fake_openai):
+    provider = world.provider(fake_openai.url + "/v1")
+    r = httpx.post(gateway.url + "/v1/chat/completions", json={"model": f"{provider.name}/gpt-4o",
+                                                               "messages": CHAT, "stream": True},
+                   headers={"authorization": f"Bearer {alice}"}, timeout=30)
+    assert r.status_code == 200
+    time.sleep(0.05)
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert not rec.usage_estimated and rec.status == 200 and rec.price_source == "database"
+
+
+def test_a_big_prompt_is_counted_off_the_event_loop(gateway, alice, fake_openai):
+    """Prompts over 32 KB are tokenized in a worker thread; the count is the same."""
+    provider = world.provider(fake_openai.url + "/v1")
+    body = {"model": f"{provider.name}/mock:tokens=400,drop_after=6",
+            "messages": [{"role": "user", "content": PROMPT * 40}], "stream": True}
+    r = httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30,
+                   headers={"authorization": f"Bearer {alice}"})
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.usage_estimated and rec.prompt_tokens == _expected_prompt("openai_chat", body) > 10_000
