@@ -19,6 +19,9 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from gateway import server_tuning  # noqa: E402,F401  (cheaper request parsing in Daphne/Twisted)
 
 from gateway.proxy import app as proxy  # noqa: E402
+from gateway.usage import recorder  # noqa: E402
+
+recorder.start()  # replays a usage journal left by a crash or a database outage
 
 
 async def http_app(scope, receive, send):
