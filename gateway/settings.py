@@ -153,6 +153,8 @@ GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0
 GATEWAY_USAGE_QUEUE_MAX = env.int("GATEWAY_USAGE_QUEUE_MAX", default=50_000)
 # Output tokens reserved against a budget for a request that sets no max_tokens.
 GATEWAY_RESERVE_DEFAULT_OUTPUT_TOKENS = env.int("GATEWAY_RESERVE_DEFAULT_OUTPUT_TOKENS", default=4096)
+# A reservation a crashed process never released stops counting after this long (Redis).
+GATEWAY_RESERVE_TTL_SECONDS = env.float("GATEWAY_RESERVE_TTL_SECONDS", default=3600.0)
 # Encryption keys for provider secrets (Fernet, comma-separated; first encrypts,
 # all decrypt, for rotation). Empty: derived from SECRET_KEY.
 GATEWAY_ENCRYPTION_KEYS = env.list("GATEWAY_ENCRYPTION_KEYS", default=[])

@@ -19,7 +19,8 @@ _ids = itertools.count(1)
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type", "error_message", "usage", "ttft",
-                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning")
+                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning",
+                 "limit_headers")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -46,6 +47,7 @@ class RequestContext:
         self.recorded = False
         self.chunks = 0  # content-bearing stream events, for usage estimates
         self.warning = ""  # soft budget spent: x-gateway-budget-warning
+        self.limit_headers: dict[str, str] | None = None  # x-ratelimit-* where RPM/TPM limits apply
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
@@ -112,6 +114,8 @@ class RequestContext:
         }
         if self.warning:
             headers["x-gateway-budget-warning"] = _header_safe(self.warning)
+        if self.limit_headers:
+            headers.update(self.limit_headers)
         return headers
 
 
