@@ -71,7 +71,7 @@ class Load:
         self.done: list[str] = []
         self.failed = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(server, key, session)) for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._run, args=(server, key, session), daemon=True) for _ in range(workers)]
         for t in self._threads:
             t.start()
 
@@ -94,10 +94,9 @@ class Load:
             t.join(30)
 
 
-def pg_ctl(postgres_url: str, *args: str) -> None:
+def pg_ctl(postgres_url: str, data_dir: str, *args: str) -> None:
     import glob
 
-    data_dir = sql(postgres_url, "SHOW data_directory")
     folder, port = os.path.dirname(data_dir), urlparse(postgres_url).port
     bindir = os.path.dirname(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1])
     subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", data_dir, "-l", f"{folder}/log",
@@ -131,15 +130,18 @@ def test_postgres_stopped_for_ten_seconds_under_load_loses_nothing(scaled, postg
         session = "pg-outage"
         with httpx.Client(timeout=10) as client:
             assert wait_until(lambda: chat(client, server, key, session).status_code == 200)
+        data = sql(postgres_url, "SHOW data_directory")
         load = Load(server, key, session)
-        time.sleep(1)
-        pg_ctl(postgres_url, "stop", "-m", "fast")
-        stopped = time.time()
-        time.sleep(10)
-        during = len(load.done)
-        pg_ctl(postgres_url, "start")
-        time.sleep(1)
-        load.stop()
+        try:
+            time.sleep(1)
+            pg_ctl(postgres_url, data, "stop", "-m", "fast")
+            stopped = time.time()
+            time.sleep(10)
+            during = len(load.done)
+        finally:
+            pg_ctl(postgres_url, data, "start")
+            time.sleep(1)
+            load.stop()
         assert time.time() - stopped >= 10
         expected = set(load.done)
         assert during > 20  # traffic went on while the database was down (the snapshot is in memory)
@@ -149,6 +151,8 @@ def test_postgres_stopped_for_ten_seconds_under_load_loses_nothing(scaled, postg
         assert expected <= stored
         assert sql(postgres_url, f"SELECT count(*) - count(DISTINCT request_id) FROM gateway_usagerecord "
                                  f"WHERE session_id = '{session}'") == "0"
+        print(f"postgres outage: {len(expected)} complete responses, {during} of them while it was down, "
+              f"{len(stored)} records")
     finally:
         server.stop()
 
@@ -159,10 +163,12 @@ def test_kill_9_under_load_then_restart_loses_no_completed_response(scaled, post
     key = manage(scaled, "issue_key", "--user", "killed", "--quiet").strip()
     session = "kill-9"
     load = Load(server, key, session)
-    time.sleep(2)
-    os.kill(server.proc.pid, signal.SIGKILL)
-    server.proc.wait(10)
-    load.stop()
+    try:
+        time.sleep(2)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+    finally:
+        load.stop()
     expected = set(load.done)
     assert len(expected) > 20
     before_restart = count(postgres_url, session)
@@ -194,6 +200,7 @@ def test_fifty_concurrent_streams_over_two_processes_cannot_overspend_one_budget
         spent = float(sql(postgres_url, "SELECT coalesce(sum(cost_usd), 0) FROM gateway_usagerecord WHERE "
                                         "request_id IN (" + ",".join(f"'{i}'" for i in ids) + ")"))
         assert spent <= 0.07 + 0.021, (spent, admitted)
+        print(f"two processes: {admitted} of 50 admitted, ${spent:.4f} spent of a $0.07 budget")
     finally:
         for s in servers:
             s.stop()
