@@ -9,8 +9,8 @@ cuts the log into a segment file (fsync'd), inserts the batch and deletes the se
 - Inserts are `INSERT … ON CONFLICT DO NOTHING` on the unique request_id: a segment
   replayed after a crash between insert and delete never counts twice.
 - Values are sanitised for the database (NUL bytes, invalid UTF-8, over-long strings,
-  out-of-range integers). A failing batch falls back to row by row; a row that still
-  fails goes to the dead-letter file (usage-dead-letter.jsonl, with the reason) and
+  out-of-range integers). A failing batch is split in halves down to single rows; a row
+  that still fails goes to the dead-letter file (usage-dead-letter.jsonl, with the reason) and
   never blocks the rest.
 - While the database is unreachable the segments stay on disk (the journal) and are
   replayed, oldest first, as soon as it answers again, or at the next start: a new
@@ -70,19 +70,32 @@ def _clean_json(value):
 
 
 def sanitise(fields: dict) -> dict:
-    """What PostgreSQL and SQLite accept for every UsageRecord column."""
-    out = dict(fields)
+    """What PostgreSQL and SQLite accept for every UsageRecord column. Runs on the writer
+    thread for every row, so the common case (nothing to fix) is a few C-level checks."""
+    out = None
     for name, (kind, limit) in _column_rules().items():
-        value = out.get(name)
+        value = fields.get(name)
         if value is None:
             continue
         if kind == "str":
-            out[name] = _clean_str(value if isinstance(value, str) else str(value), limit)
+            if value.__class__ is str and value.isascii() and "\x00" not in value and len(value) <= limit:
+                continue
+            value = _clean_str(value if isinstance(value, str) else str(value), limit)
         elif kind == "int":
-            out[name] = min(max(int(value), 0), limit)
-        elif kind == "json":
-            out[name] = _clean_json(value)
-    return out
+            if value.__class__ is int and 0 <= value <= limit:
+                continue
+            value = min(max(int(value), 0), limit)
+        else:  # JSON
+            try:
+                if b"\\u0000" not in orjson.dumps(value):
+                    continue
+            except (TypeError, orjson.JSONEncodeError):  # lone surrogates
+                pass
+            value = _clean_json(value)
+        if out is None:
+            out = dict(fields)
+        out[name] = value
+    return fields if out is None else out
 
 
 _RULES: dict | None = None
@@ -296,38 +309,44 @@ class UsageRecorder:
             try:
                 rows.append(_loads(line))
             except Exception as exc:  # a torn last line after a power loss
-                self._dead_letter({"raw": line.decode("utf-8", "replace")}, exc)
+                self._dead_letter([({"raw": line.decode("utf-8", "replace")}, exc)])
         return rows
 
     def _store(self, rows: list[dict]) -> int:
-        """Batch insert; on a data error row by row, dead-lettering what still fails."""
+        """Batch insert; on a data error the batch is split in halves until the rows that
+        fail on their own are found (few transactions for one bad row in a big batch);
+        those go to the dead-letter file, with one fsync for the batch."""
+        dead: list[tuple[dict, Exception]] = []
+        try:
+            return self._bisect(rows, dead)
+        finally:
+            if dead:
+                self._dead_letter(dead)
+
+    def _bisect(self, rows: list[dict], dead: list) -> int:
         if not rows:
             return 0
         try:
             self._write(rows)
             return len(rows)
         except Exception as exc:
-            if _unreachable(exc):
+            if _unreachable(exc):  # rows written before are in: a replay skips them
                 raise Unreachable(type(exc).__name__) from exc
-            log.warning("usage batch of %d failed (%s); writing row by row", len(rows), type(exc).__name__)
-        written = 0
-        for row in rows:
-            try:
-                self._write([row])
-                written += 1
-            except Exception as exc:
-                if _unreachable(exc):
-                    raise Unreachable(type(exc).__name__) from exc  # rows before are in: replay skips them
-                self._dead_letter(row, exc)
-        return written
+            if len(rows) == 1:
+                dead.append((rows[0], exc))
+                return 0
+        half = len(rows) // 2
+        return self._bisect(rows[:half], dead) + self._bisect(rows[half:], dead)
 
-    def _dead_letter(self, row: dict, exc: Exception) -> None:
-        self.dead_letters += 1
-        log.error("usage record %s dead-lettered: %s", row.get("request_id"), exc)
-        line = orjson.dumps({"at": time.time(), "reason": f"{type(exc).__name__}: {exc}"[:2000], "record": row},
-                            default=str, option=orjson.OPT_NON_STR_KEYS)
+    def _dead_letter(self, dead: list[tuple[dict, Exception]]) -> None:
+        self.dead_letters += len(dead)
+        log.error("%d usage record(s) dead-lettered in %s, first %s: %s", len(dead), self.data_dir / DEAD_LETTER,
+                  dead[0][0].get("request_id"), dead[0][1])
+        lines = b"".join(orjson.dumps({"at": time.time(), "reason": f"{type(exc).__name__}: {exc}"[:2000],
+                                       "record": row}, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+                         for row, exc in dead)
         with open(self.data_dir / DEAD_LETTER, "ab") as f:
-            f.write(line + b"\n")
+            f.write(lines)
             f.flush()
             os.fsync(f.fileno())
 
@@ -350,10 +369,9 @@ class UsageRecorder:
                     if f.get_internal_type() in ("DateTimeField", "DecimalField", "JSONField")]
         rows = []
         for row in batch:
-            values = sanitise(row)
-            for name, field in prepared:
-                values[name] = field.get_db_prep_save(values[name], connection)
-            rows.append([values[f.attname] for f in fields])
+            values = sanitise(row)  # may be `row` itself: never mutated (a retry needs it as it was)
+            prepped = {name: field.get_db_prep_save(values[name], connection) for name, field in prepared}
+            rows.append([prepped[f.attname] if f.attname in prepped else values[f.attname] for f in fields])
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.executemany(sql, rows)
