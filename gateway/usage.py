@@ -168,6 +168,17 @@ class _Log:
         os.close(old)
         return segment
 
+    def remove(self) -> None:
+        """At a clean exit with everything in the database: nothing for a successor to replay."""
+        try:
+            os.close(self.fd)
+            for name in ("active.jsonl", "lock"):
+                os.unlink(self.dir / name)
+            self.dir.rmdir()
+            os.close(self._lock_fd)
+        except OSError:
+            pass
+
     def adopt_orphans(self) -> list[Path]:
         """Logs of processes that are gone (their lock is free): moved into ours, oldest first."""
         adopted = []
@@ -384,6 +395,8 @@ class UsageRecorder:
             self._thread.join(30)
         if self._log is not None:
             self.flush()  # what the database does not take stays in the journal for the next start
+            if not self._pending:
+                self._log.remove()
 
 
 def _unreachable(exc: Exception) -> bool:

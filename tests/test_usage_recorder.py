@@ -152,3 +152,11 @@ def test_beyond_the_queue_bound_records_are_read_back_from_the_journal(make_reco
     assert r._queue.qsize() == 2
     assert r.flush() == 7
     assert stored(*(row["request_id"] for row in rows)) == 7
+
+
+def test_a_clean_exit_leaves_no_log_behind(make_recorder):
+    r = make_recorder()
+    row = fields()
+    r.record(row)
+    r.close()
+    assert stored(row["request_id"]) == 1 and list((r.data_dir / WAL_DIR).iterdir()) == []
