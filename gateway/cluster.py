@@ -189,7 +189,8 @@ class SharedLimits:
         owner = key.id if key.id is not None else "anonymous"
         keys += [f"junction:rpm:key:{owner}:{minute}", f"junction:tpm:key:{owner}:{minute}"]
         args += [str(key.rpm_limit or 0), str(key.tpm_limit or 0)]
-        out = [v.decode() if isinstance(v, bytes) else str(v) for v in await self._script(keys=keys, args=args)]
+        raw = await self._script(keys=keys, args=args)
+        out = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
         verdict, requests, tokens = int(out[0]), int(float(out[-2])), int(float(out[-1]))
         reset = 60 - now % 60
         headers = {}

@@ -155,8 +155,8 @@ class Limits:
             window = self._window(self._requests, key.id, now)
             reset = window[0] + 60 - now if window else 60.0
             if len(window) >= key.rpm_limit:
-                raise _rate_limited(f"Rate limit of {key.rpm_limit} requests per minute reached for this key.",
-                                    reset, _headers("requests", key.rpm_limit, 0, reset))
+                raise _rate_limited(f"Rate limit of {key.rpm_limit} requests per minute reached for this "
+                                    "key.", reset, _headers("requests", key.rpm_limit, 0, reset))
             window.append(now)
             headers |= _headers("requests", key.rpm_limit, key.rpm_limit - len(window), reset)
         if key.id is not None and key.tpm_limit:

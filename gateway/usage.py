@@ -351,8 +351,8 @@ class UsageRecorder:
 
     def _dead_letter(self, dead: list[tuple[dict, Exception]]) -> None:
         self.dead_letters += len(dead)
-        log.error("%d usage record(s) dead-lettered in %s, first %s: %s", len(dead), self.data_dir / DEAD_LETTER,
-                  dead[0][0].get("request_id"), dead[0][1])
+        log.error("%d usage record(s) dead-lettered in %s, first %s: %s", len(dead),
+                  self.data_dir / DEAD_LETTER, dead[0][0].get("request_id"), dead[0][1])
         lines = b"".join(orjson.dumps({"at": time.time(), "reason": f"{type(exc).__name__}: {exc}"[:2000],
                                        "record": row}, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
                          for row, exc in dead)

@@ -21,7 +21,8 @@ from tests.e2e import world
 def fields(**overrides) -> dict:
     record = {
         "request_id": world.unique("req"), "created_at": datetime.now(timezone.utc), "key_id": None,
-        "user_id": None, "endpoint": "chat", "requested_model": "m", "route": "", "rule": "", "candidates": [],
+        "user_id": None, "endpoint": "chat", "requested_model": "m", "route": "", "rule": "",
+        "candidates": [],
         "provider": "p", "model": "m", "status": 200, "error_type": "", "error_message": "", "stream": False,
         "prompt_tokens": 1, "completion_tokens": 2, "cached_tokens": 0, "cache_write_tokens": 0,
         "reasoning_tokens": 0, "usage_estimated": False, "cost_usd": 0.5, "latency_ms": 1.0, "ttft_ms": None,
@@ -35,7 +36,8 @@ def make_recorder():
     made = []
 
     def make(data_dir: Path | None = None, writer: bool = False, **kwargs) -> UsageRecorder:
-        r = UsageRecorder(interval=3600, data_dir=data_dir or Path(tempfile.mkdtemp(prefix="usage-")), **kwargs)
+        data_dir = data_dir or Path(tempfile.mkdtemp(prefix="usage-"))
+        r = UsageRecorder(interval=3600, data_dir=data_dir, **kwargs)
         r.listeners = []
         # Flushed by the test only: the log without the writer thread (start() starts both).
         if not writer:
@@ -56,7 +58,8 @@ def stored(*ids: str) -> int:
 
 def test_sanitise_makes_any_string_storable():
     clean = sanitise(fields(requested_model="gpt\x00-4o", model="x" * 500, error_message="bad \udc80 byte",
-                            candidates=["a\x00b", {"k\x00": "\ud800"}], prompt_tokens=-5, completion_tokens=2**40))
+                            candidates=["a\x00b", {"k\x00": "\ud800"}], prompt_tokens=-5,
+                            completion_tokens=2**40))
     assert "\x00" not in clean["requested_model"] and len(clean["model"]) == 200
     clean["error_message"].encode("utf-8")  # no lone surrogate left
     assert orjson.dumps(clean["candidates"])  # storable JSON
@@ -90,7 +93,8 @@ def test_a_row_that_still_fails_goes_to_the_dead_letter_file_and_the_rest_are_wr
     assert r.flush() == 1 and stored(after["request_id"]) == 1  # nothing left blocking
 
 
-def test_while_the_database_is_unreachable_records_wait_in_the_journal_and_are_written_once(make_recorder, monkeypatch):
+def test_while_the_database_is_unreachable_records_wait_in_the_journal_and_are_written_once(make_recorder,
+                                                                                           monkeypatch):
     r = make_recorder()
     real_write = UsageRecorder._write
 

@@ -108,8 +108,8 @@ def concurrent_streams(url: str | list[str], key: str, model: str, n: int = 50) 
     async def run():
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=n)) as client:
             async def one(i):
-                async with client.stream("POST", urls[i % len(urls)] + "/v1/chat/completions",
-                                         json={"model": model, "messages": CHAT, "stream": True, "max_tokens": 10},
+                body = {"model": model, "messages": CHAT, "stream": True, "max_tokens": 10}
+                async with client.stream("POST", urls[i % len(urls)] + "/v1/chat/completions", json=body,
                                          headers={"authorization": f"Bearer {key}"}) as r:
                     await r.aread()
                     return r.status_code, r.headers["x-request-id"]

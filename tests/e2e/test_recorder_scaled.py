@@ -4,7 +4,6 @@ load, kill -9 under load, and 50 concurrent streams over two processes against o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -71,7 +70,8 @@ class Load:
         self.done: list[str] = []
         self.failed = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(server, key, session), daemon=True) for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._run, args=(server, key, session), daemon=True)
+                         for _ in range(workers)]
         for t in self._threads:
             t.start()
 
@@ -99,8 +99,9 @@ def pg_ctl(postgres_url: str, data_dir: str, *args: str) -> None:
 
     folder, port = os.path.dirname(data_dir), urlparse(postgres_url).port
     bindir = os.path.dirname(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1])
-    subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", data_dir, "-l", f"{folder}/log",
-                    "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", *args],
+    subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", data_dir,
+                    "-l", f"{folder}/log", "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", *args],
                    check=True, stdout=subprocess.DEVNULL)
 
 
@@ -194,11 +195,11 @@ def test_fifty_concurrent_streams_over_two_processes_cannot_overspend_one_budget
         statuses = [s for s, _ in results]
         admitted = statuses.count(200)
         assert statuses.count(429) == 50 - admitted and 2 <= admitted <= 5, statuses
-        ids = {rid for _, rid in results}
-        assert wait_until(lambda: int(sql(postgres_url, "SELECT count(*) FROM gateway_usagerecord WHERE request_id IN ("
-                                          + ",".join(f"'{i}'" for i in ids) + ")")) == 50)
-        spent = float(sql(postgres_url, "SELECT coalesce(sum(cost_usd), 0) FROM gateway_usagerecord WHERE "
-                                        "request_id IN (" + ",".join(f"'{i}'" for i in ids) + ")"))
+        ids = "(" + ",".join(f"'{rid}'" for _, rid in results) + ")"
+        assert wait_until(lambda: sql(postgres_url, f"SELECT count(*) FROM gateway_usagerecord "
+                                                    f"WHERE request_id IN {ids}") == "50")
+        spent = float(sql(postgres_url, f"SELECT coalesce(sum(cost_usd), 0) FROM gateway_usagerecord "
+                                        f"WHERE request_id IN {ids}"))
         assert spent <= 0.07 + 0.021, (spent, admitted)
         print(f"two processes: {admitted} of 50 admitted, ${spent:.4f} spent of a $0.07 budget")
     finally:
@@ -216,7 +217,8 @@ def test_requests_per_minute_are_shared_by_two_processes_with_rate_limit_headers
         with httpx.Client(timeout=10) as client:
             responses = [chat(client, servers[i % 2], key, "rpm") for i in range(6)]
         assert [r.status_code for r in responses] == [200, 200, 200, 200, 429, 429]
-        assert [r.headers["x-ratelimit-remaining-requests"] for r in responses] == ["3", "2", "1", "0", "0", "0"]
+        remaining = [r.headers["x-ratelimit-remaining-requests"] for r in responses]
+        assert remaining == ["3", "2", "1", "0", "0", "0"]
         assert all(r.headers["x-ratelimit-limit-requests"] == "4" for r in responses)
         assert 1 <= int(responses[-1].headers["retry-after"]) <= 60
     finally:
