@@ -80,3 +80,157 @@ class Cluster:
             open_until[(provider, model)] = float(until)
         self.stats.apply_remote(open_until)
 
+
+# Budgets and RPM/TPM shared by all processes (REDIS_URL). One script per admission:
+# check every hard budget (spent + what requests in flight reserved) and the key's
+# request/token windows, then reserve and count, atomically. Reservations are sorted-set
+# members that expire (GATEWAY_RESERVE_TTL_SECONDS), so a process that dies mid-request
+# cannot hold a budget for ever. Spent counters start from the database's total (seed)
+# and never go below it: a Redis restart loses at most what the database did not hold yet.
+ADMIT_LUA = """
+local now, member, reserve = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local hold_ttl, nb = tonumber(ARGV[4]), tonumber(ARGV[5])
+local out = {'0'}
+local a = 6
+for b = 1, nb do
+  local spent_key, held_key = KEYS[2 * b - 1], KEYS[2 * b]
+  local amount, hard, seed, ttl = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local spent = tonumber(redis.call('GET', spent_key) or '0')
+  if seed > spent then
+    spent = seed
+    redis.call('SET', spent_key, ARGV[a + 2])
+    if ttl > 0 then redis.call('EXPIRE', spent_key, ttl) end
+  end
+  a = a + 4
+  redis.call('ZREMRANGEBYSCORE', held_key, '-inf', now)
+  local held = 0
+  for _, m in ipairs(redis.call('ZRANGE', held_key, 0, -1)) do
+    held = held + tonumber(string.match(m, ':([^:]+)$'))
+  end
+  out[#out + 1] = tostring(spent)
+  out[#out + 1] = tostring(held)
+  if hard == '1' and spent + held >= amount and out[1] == '0' then out[1] = tostring(b) end
+end
+local rpm_limit, tpm_limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+local rpm_key, tpm_key = KEYS[2 * nb + 1], KEYS[2 * nb + 2]
+local requests = tonumber(redis.call('GET', rpm_key) or '0')
+local tokens = tonumber(redis.call('GET', tpm_key) or '0')
+if out[1] == '0' and rpm_limit > 0 and requests >= rpm_limit then out[1] = '-1' end
+if out[1] == '0' and tpm_limit > 0 and tokens >= tpm_limit then out[1] = '-2' end
+if out[1] == '0' then
+  if rpm_limit > 0 then
+    requests = redis.call('INCR', rpm_key)
+    redis.call('EXPIRE', rpm_key, 61)
+  end
+  if reserve > 0 then
+    for b = 1, nb do
+      redis.call('ZADD', KEYS[2 * b], now + hold_ttl, member .. ':' .. ARGV[3])
+      redis.call('EXPIRE', KEYS[2 * b], math.floor(hold_ttl) + 60)
+    end
+  end
+end
+out[#out + 1] = tostring(requests)
+out[#out + 1] = tostring(tokens)
+return out
+"""
+
+PERIOD_SECONDS = {"daily": 86_400, "weekly": 7 * 86_400, "monthly": 31 * 86_400, "total": 0}
+
+
+class SharedLimits:
+    def __init__(self) -> None:
+        self._client = None
+        self._script = None
+        self._loop = None
+        self._tasks: set = set()
+
+    def _connect(self):
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            import redis.asyncio as redis
+
+            self._client = redis.from_url(settings.REDIS_URL)
+            self._script = self._client.register_script(ADMIT_LUA)
+            self._loop = loop
+        return self._client
+
+    @staticmethod
+    def _budget_keys(budget, now: float) -> tuple[str, str]:
+        from .limits import period_start
+
+        base = f"junction:budget:{budget.id}:{int(period_start(budget.period, now))}"
+        return base + ":spent", base + ":held"
+
+    async def admit(self, limits, budgets, key, reserve: float, now: float):
+        """One round trip. Raises the 429 GatewayError; returns the Admission."""
+        import secrets
+
+        from .limits import Admission, _headers, _rate_limited, _refuse_or_warn
+
+        self._connect()
+        minute = int(now // 60)
+        keys, args = [], [repr(now), secrets.token_hex(8), repr(reserve),
+                          repr(settings.GATEWAY_RESERVE_TTL_SECONDS), str(len(budgets))]
+        for budget in budgets:
+            keys.extend(self._budget_keys(budget, now))
+            period = PERIOD_SECONDS.get(budget.period, 0)
+            args += [repr(budget.amount), "1" if budget.hard else "0", repr(limits.spent(budget, now)),
+                     str(period + 86_400 if period else 0)]
+        owner = key.id if key.id is not None else "anonymous"
+        keys += [f"junction:rpm:key:{owner}:{minute}", f"junction:tpm:key:{owner}:{minute}"]
+        args += [str(key.rpm_limit or 0), str(key.tpm_limit or 0)]
+        raw = await self._script(keys=keys, args=args)
+        out = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+        verdict, requests, tokens = int(out[0]), int(float(out[-2])), int(float(out[-1]))
+        reset = 60 - now % 60
+        headers = {}
+        if key.rpm_limit:
+            headers |= _headers("requests", key.rpm_limit, key.rpm_limit - requests, reset)
+        if key.tpm_limit:
+            headers |= _headers("tokens", key.tpm_limit, key.tpm_limit - tokens, reset)
+        if verdict == -1:
+            raise _rate_limited(f"Rate limit of {key.rpm_limit} requests per minute reached for this key.",
+                                reset, headers)
+        if verdict == -2:
+            raise _rate_limited(f"Rate limit of {key.tpm_limit} tokens per minute reached for this key.",
+                                reset, headers)
+        warning = None
+        for i, budget in enumerate(budgets):
+            spent, held = float(out[1 + 2 * i]), float(out[2 + 2 * i])
+            if verdict == i + 1 or (not budget.hard and spent + held >= budget.amount):
+                warning = _refuse_or_warn(budget, spent, held)  # raises for the hard one
+        return Admission(warning, reserve if budgets else 0.0, headers, shared=True,
+                         request_id=args[1] + ":" + args[2])
+
+    def settle(self, admission, budgets, key, cost: float, tokens: int) -> None:
+        """Release the reservation and book cost and tokens: one pipeline, in the background
+        (the response is already sent; nothing waits for it)."""
+        task = asyncio.get_running_loop().create_task(self._settle(admission, budgets, key, cost, tokens),
+                                                      context=contextvars.Context())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, admission, budgets, key, cost: float, tokens: int) -> None:
+        import time
+
+        now = time.time()
+        try:
+            pipe = self._connect().pipeline(transaction=False)
+            for budget in budgets:
+                spent_key, held_key = self._budget_keys(budget, now)
+                if admission.reserved:
+                    pipe.zrem(held_key, admission.request_id)
+                if cost:
+                    pipe.incrbyfloat(spent_key, cost)
+                    period = PERIOD_SECONDS.get(budget.period, 0)
+                    if period:
+                        pipe.expire(spent_key, period + 86_400)
+            if tokens and key.tpm_limit:
+                owner = key.id if key.id is not None else "anonymous"
+                tpm_key = f"junction:tpm:key:{owner}:{int(now // 60)}"
+                pipe.incrby(tpm_key, tokens)
+                pipe.expire(tpm_key, 61)
+            await pipe.execute()
+        except Exception as exc:  # the reservation expires on its own; the database has the spend
+            log.warning("shared settle failed: %s", type(exc).__name__)
+

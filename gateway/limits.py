@@ -18,7 +18,7 @@ import contextvars
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from providers.codecs.errors import GatewayError
@@ -80,6 +80,8 @@ class Limits:
         self._requests: dict[int, deque[float]] = {}
         self._tokens: dict[int, deque[tuple[float, int]]] = {}
         self._refresher: asyncio.Task | None = None
+        self._held: dict[int, float] = {}  # budget id → USD reserved by requests in flight here
+        self._shared = None  # gateway.cluster.SharedLimits, made on first use when REDIS_URL is set
 
     def _budgets(self, snapshot: ConfigSnapshot, key: KeyInfo) -> list[BudgetInfo]:
         if not snapshot.budgets:
@@ -141,36 +143,82 @@ class Limits:
             for ledger in self._ledgers.values():
                 ledger.prune(cutoff)
 
-    def admit(self, snapshot: ConfigSnapshot, key: KeyInfo, now: float | None = None) -> str | None:
-        """Raise a 429 GatewayError if a hard budget is spent or a rate limit is reached;
-        return a warning for the response headers when a soft budget is spent."""
+    def budgets_for(self, snapshot: ConfigSnapshot, key: KeyInfo) -> list[BudgetInfo]:
+        return self._budgets(snapshot, key) if snapshot.budgets else []
+
+    def applies(self, snapshot: ConfigSnapshot, key: KeyInfo) -> bool:
+        """Whether admission has anything to check for this key (else it costs nothing)."""
+        return bool(key.rpm_limit or key.tpm_limit or self.budgets_for(snapshot, key))
+
+    def admit(self, snapshot: ConfigSnapshot, key: KeyInfo, now: float | None = None,
+              reserve: float = 0.0) -> str | None:
+        """Local admission (one host): see admit_local; returns the soft-budget warning."""
+        return self.admit_local(snapshot, key, reserve, now).warning
+
+    def admit_local(self, snapshot: ConfigSnapshot, key: KeyInfo, reserve: float = 0.0,
+                    now: float | None = None) -> Admission:
+        """Raise a 429 GatewayError if a hard budget is spent (counting what requests in
+        flight have reserved) or a rate limit is reached; else reserve `reserve` USD on
+        every budget of the key and its user until settle()."""
         now = time.time() if now is None else now
         warning = None
-        for budget in self._budgets(snapshot, key):
+        budgets = self.budgets_for(snapshot, key)
+        for budget in budgets:
             spent = self.spent(budget, now)
-            if spent >= budget.amount:
-                text = (f"{budget.scope.capitalize()} budget of ${budget.amount:g} "
-                        f"({budget.period}) is spent (${spent:.4f}).")
-                if budget.hard:
-                    raise GatewayError("rate_limit", text + " Ask an admin to raise it.", 429,
-                                       code="insufficient_quota")
-                warning = text
+            held = self._held.get(budget.id, 0.0)
+            if spent + held >= budget.amount:
+                warning = _refuse_or_warn(budget, spent, held)
+        headers = {}
         if key.id is not None and key.rpm_limit:
             window = self._window(self._requests, key.id, now)
+            reset = window[0] + 60 - now if window else 60.0
             if len(window) >= key.rpm_limit:
-                raise GatewayError("rate_limit", f"Rate limit of {key.rpm_limit} requests per minute reached "
-                                                 "for this key.", 429,
-                                   retry_after=max(1.0, window[0] + 60 - now),
-                                   code="rate_limit_exceeded")
+                raise _rate_limited(f"Rate limit of {key.rpm_limit} requests per minute reached for this "
+                                    "key.", reset, _headers("requests", key.rpm_limit, 0, reset))
             window.append(now)
+            headers |= _headers("requests", key.rpm_limit, key.rpm_limit - len(window), reset)
         if key.id is not None and key.tpm_limit:
             tokens = self._window(self._tokens, key.id, now)
-            if sum(n for _, n in tokens) >= key.tpm_limit:
-                raise GatewayError("rate_limit", f"Rate limit of {key.tpm_limit} tokens per minute reached "
-                                                 "for this key.", 429,
-                                   retry_after=max(1.0, tokens[0][0] + 60 - now),
-                                   code="rate_limit_exceeded")
-        return warning
+            used = sum(n for _, n in tokens)
+            reset = tokens[0][0] + 60 - now if tokens else 60.0
+            if used >= key.tpm_limit:
+                raise _rate_limited(f"Rate limit of {key.tpm_limit} tokens per minute reached for this key.",
+                                    reset, _headers("tokens", key.tpm_limit, 0, reset))
+            headers |= _headers("tokens", key.tpm_limit, key.tpm_limit - used, reset)
+        if reserve:
+            for budget in budgets:
+                self._held[budget.id] = self._held.get(budget.id, 0.0) + reserve
+        return Admission(warning, reserve if budgets else 0.0, headers)
+
+    async def admit_request(self, snapshot: ConfigSnapshot, key: KeyInfo, reserve) -> Admission:
+        """Admission for the proxy. `reserve()` gives the request's maximum cost; it is only
+        called when a budget applies. With REDIS_URL: one Lua script round trip shared by all
+        processes; if Redis fails, the local path for this request."""
+        budgets = self.budgets_for(snapshot, key)
+        amount = reserve() if budgets else 0.0
+        if not (budgets or key.rpm_limit or key.tpm_limit):
+            return NO_LIMITS
+        shared = self.shared()
+        if shared is not None:
+            try:
+                admission = await shared.admit(self, budgets, key, amount, time.time())
+            except GatewayError:
+                raise
+            except Exception as exc:  # Redis down: this host's view for now
+                log.warning("shared admission failed (%s); admitting locally", type(exc).__name__)
+            else:
+                return admission
+        return self.admit_local(snapshot, key, amount)
+
+    def shared(self):
+        """Budgets and RPM/TPM shared through Redis (REDIS_URL), else None."""
+        from django.conf import settings
+
+        if self._shared is None and settings.REDIS_URL:
+            from .cluster import SharedLimits
+
+            self._shared = SharedLimits()
+        return self._shared
 
     @staticmethod
     def _window(table: dict, key_id: int, now: float) -> deque:
@@ -182,11 +230,17 @@ class Limits:
         return window
 
     def settle(self, snapshot: ConfigSnapshot, key: KeyInfo, cost: float, tokens: int,
-               now: float | None = None) -> None:
-        """Book a finished request's cost and tokens (before its usage record is queued)."""
+               now: float | None = None, admission: Admission | None = None) -> None:
+        """Book a finished request's cost and tokens (before its usage record is queued)
+        and release what its admission reserved."""
         now = time.time() if now is None else now
+        budgets = self.budgets_for(snapshot, key)
+        if admission is not None and admission.reserved and not admission.shared:
+            for budget in budgets:
+                held = self._held.get(budget.id, 0.0) - admission.reserved
+                self._held[budget.id] = held if held > 1e-12 else 0.0
         if cost:
-            for budget in self._budgets(snapshot, key):
+            for budget in budgets:
                 start = period_start(budget.period, now)
                 ledger = self._ledgers.get(budget.id)
                 if ledger is None or ledger.period != start:
@@ -195,6 +249,48 @@ class Limits:
                 ledger.total += cost
         if tokens and key.id is not None and key.tpm_limit:
             self._window(self._tokens, key.id, now).append((now, tokens))
+        if admission is not None and admission.shared:
+            self.shared().settle(admission, budgets, key, cost, tokens)
+
+
+@dataclass(slots=True)
+class Admission:
+    warning: str | None = None
+    reserved: float = 0.0  # USD held on each of the key's budgets until settle
+    headers: dict = field(default_factory=dict)  # x-ratelimit-*
+    shared: bool = False  # admitted through Redis: settle there too
+    request_id: str = ""
+
+
+NO_LIMITS = Admission()
+
+
+def _refuse_or_warn(budget: BudgetInfo, spent: float, held: float) -> str:
+    text = (f"{budget.scope.capitalize()} budget of ${budget.amount:g} "
+            f"({budget.period}) is spent (${spent:.4f}"
+            + (f", ${held:.4f} reserved by requests in flight" if held else "") + ").")
+    if budget.hard:
+        raise GatewayError("rate_limit", text + " Ask an admin to raise it.", 429, code="insufficient_quota")
+    return text
+
+
+def _rate_limited(message: str, reset: float, headers: dict) -> GatewayError:
+    error = GatewayError("rate_limit", message, 429, retry_after=max(1.0, reset), code="rate_limit_exceeded")
+    error.headers = headers
+    return error
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: "1s", "6m0s", "350ms"."""
+    if seconds < 1:
+        return f"{max(int(seconds * 1000), 1)}ms"
+    seconds = int(seconds + 0.999)
+    return f"{seconds // 60}m{seconds % 60}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _headers(kind: str, limit: int, remaining: int, reset: float) -> dict[str, str]:
+    return {f"x-ratelimit-limit-{kind}": str(limit), f"x-ratelimit-remaining-{kind}": str(max(remaining, 0)),
+            f"x-ratelimit-reset-{kind}": _duration(max(reset, 0.0))}
 
 
 def build_budgets(now: float | None = None,

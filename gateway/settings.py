@@ -149,6 +149,12 @@ GATEWAY_BUDGET_REFRESH_SECONDS = env.float("GATEWAY_BUDGET_REFRESH_SECONDS", def
 GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
+# Usage records held in memory for the writer; beyond this they are read back from the journal.
+GATEWAY_USAGE_QUEUE_MAX = env.int("GATEWAY_USAGE_QUEUE_MAX", default=50_000)
+# Output tokens reserved against a budget for a request that sets no max_tokens.
+GATEWAY_RESERVE_DEFAULT_OUTPUT_TOKENS = env.int("GATEWAY_RESERVE_DEFAULT_OUTPUT_TOKENS", default=4096)
+# A reservation a crashed process never released stops counting after this long (Redis).
+GATEWAY_RESERVE_TTL_SECONDS = env.float("GATEWAY_RESERVE_TTL_SECONDS", default=3600.0)
 # Encryption keys for provider secrets (Fernet, comma-separated; first encrypts,
 # all decrypt, for rotation). Empty: derived from SECRET_KEY.
 GATEWAY_ENCRYPTION_KEYS = env.list("GATEWAY_ENCRYPTION_KEYS", default=[])

@@ -1,87 +1,370 @@
-"""Usage recording off the hot path.
+"""Usage recording off the hot path, with nothing lost.
 
-The request handler calls `gw.recorder.record(fields)` exactly once per request (in
-its `finally`); that is a lock-free queue put. A writer thread (started with the
-gateway, gateway.state) drains the queue every GATEWAY_USAGE_FLUSH_SECONDS and
-bulk-inserts. Inserts are keyed by the unique request_id with ignore_conflicts, so
-retrying a batch after a failure can never double-count. On shutdown (the gateway's
-stop(), atexit as a last resort) the queue is drained synchronously; a hard crash
-(SIGKILL, power loss) loses at most one flush window of records.
+The request handler calls `gw.recorder.record(fields)` exactly once per request (in its
+`finally`; the writer starts with the gateway, gateway.state). That appends the record as
+one JSON line to this process's write-ahead log (one os.write: the line is in the
+kernel, so a SIGKILL of the process cannot lose it) and puts it on an in-memory queue.
+Every GATEWAY_USAGE_FLUSH_SECONDS the writer thread cuts the log into a segment file
+(fsync'd), inserts the batch and deletes the segment.
+
+- Inserts are `INSERT … ON CONFLICT DO NOTHING` on the unique request_id: a segment
+  replayed after a crash between insert and delete never counts twice.
+- Values are sanitised for the database (NUL bytes, invalid UTF-8, over-long strings,
+  out-of-range integers). A failing batch is split in halves down to single rows; a row
+  that still fails goes to the dead-letter file (usage-dead-letter.jsonl, with the reason) and
+  never blocks the rest.
+- While the database is unreachable the segments stay on disk (the journal) and are
+  replayed, oldest first, as soon as it answers again, or at the next start: a new
+  process adopts the logs of processes that are gone (their lock file is free).
+- The queue is bounded (GATEWAY_USAGE_QUEUE_MAX): beyond it records are only in the
+  log, and the writer reads that segment back from disk.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
+import os
 import queue
+import secrets
 import threading
 import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
 
+import orjson
 from django.conf import settings
 
 log = logging.getLogger("junction.usage")
 
+WAL_DIR = "usage-wal"
+DEAD_LETTER = "usage-dead-letter.jsonl"
+TEXT_LIMIT = 10_000  # error_message: a TextField, but nobody needs more in a usage row
+INT_MAX = 2_147_483_647  # PositiveIntegerField on PostgreSQL
+
+
+class Unreachable(Exception):
+    """The database did not answer (down, restarting, locked): keep the journal, retry."""
+
+
+def _clean_str(value: str, limit: int | None) -> str:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (from JSON "\udc80" escapes)
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value if limit is None or len(value) <= limit else value[:limit]
+
+
+def _clean_json(value):
+    if isinstance(value, str):
+        return _clean_str(value, None)
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_str(str(k), None): _clean_json(v) for k, v in value.items()}
+    return value
+
+
+def sanitise(fields: dict) -> dict:
+    """What PostgreSQL and SQLite accept for every UsageRecord column. Runs on the writer
+    thread for every row, so the common case (nothing to fix) is a few C-level checks."""
+    out = None
+    for name, (kind, limit) in _column_rules().items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        if kind == "str":
+            if value.__class__ is str and value.isascii() and "\x00" not in value and len(value) <= limit:
+                continue
+            value = _clean_str(value if isinstance(value, str) else str(value), limit)
+        elif kind == "int":
+            if value.__class__ is int and 0 <= value <= limit:
+                continue
+            value = min(max(int(value), 0), limit)
+        else:  # JSON
+            try:
+                if b"\\u0000" not in orjson.dumps(value):
+                    continue
+            except (TypeError, orjson.JSONEncodeError):  # lone surrogates
+                pass
+            value = _clean_json(value)
+        if out is None:
+            out = dict(fields)
+        out[name] = value
+    return fields if out is None else out
+
+
+_RULES: dict | None = None
+
+
+def _column_rules() -> dict:
+    global _RULES
+    if _RULES is None:
+        from .models import UsageRecord
+
+        rules = {}
+        for f in UsageRecord._meta.concrete_fields:
+            kind = f.get_internal_type()
+            if kind == "CharField":
+                rules[f.attname] = ("str", f.max_length)
+            elif kind == "TextField":
+                rules[f.attname] = ("str", TEXT_LIMIT)
+            elif kind == "PositiveIntegerField":
+                rules[f.attname] = ("int", INT_MAX)
+            elif kind == "PositiveSmallIntegerField":
+                rules[f.attname] = ("int", 32_767)
+            elif kind == "JSONField":
+                rules[f.attname] = ("json", None)
+        _RULES = rules
+    return _RULES
+
+
+def _dumps(fields: dict) -> bytes:
+    try:
+        return orjson.dumps(fields) + b"\n"
+    except (TypeError, orjson.JSONEncodeError):  # lone surrogates: orjson refuses them
+        return orjson.dumps(sanitise(fields), default=str) + b"\n"
+
+
+def _loads(line: bytes) -> dict:
+    fields = orjson.loads(line)
+    fields["created_at"] = datetime.fromisoformat(fields["created_at"])
+    return fields
+
+
+class _Log:
+    """This process's write-ahead log: DATA_DIR/usage-wal/<pid>-<token>/, held by an flock
+    on its `lock` file for the life of the process (a free lock means its owner is gone)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = root / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.seq = 0
+        self.written = 0  # lines in the active file
+        self.fd = self._open_active()
+
+    def _open_active(self) -> int:
+        return os.open(self.dir / "active.jsonl", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+
+    def next_segment(self) -> Path:
+        self.seq += 1
+        return self.dir / f"segment-{self.seq:010d}.jsonl"
+
+    def cut(self) -> Path | None:
+        """Turn the active file into the next segment (caller holds the recorder's lock)."""
+        if not self.written:
+            return None
+        segment = self.next_segment()
+        os.rename(self.dir / "active.jsonl", segment)
+        old, self.fd, self.written = self.fd, self._open_active(), 0
+        os.fsync(old)  # what the database will not hold yet survives a power loss too
+        os.close(old)
+        return segment
+
+    def remove(self) -> None:
+        """At a clean exit with everything in the database: nothing for a successor to replay."""
+        try:
+            os.close(self.fd)
+            for name in ("active.jsonl", "lock"):
+                os.unlink(self.dir / name)
+            self.dir.rmdir()
+            os.close(self._lock_fd)
+        except OSError:
+            pass
+
+    def adopt_orphans(self) -> list[Path]:
+        """Logs of processes that are gone (their lock is free): moved into ours, oldest first."""
+        adopted = []
+        for other in sorted(p for p in self.root.iterdir() if p.is_dir() and p != self.dir):
+            try:
+                fd = os.open(other / "lock", os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # alive
+                os.close(fd)
+                continue
+            files = sorted(other.glob("segment-*.jsonl"))
+            if (other / "active.jsonl").exists():
+                files.append(other / "active.jsonl")
+            for path in files:
+                target = self.next_segment()
+                os.rename(path, target)
+                adopted.append(target)
+            os.unlink(other / "lock")
+            os.close(fd)
+            try:
+                other.rmdir()
+            except OSError:
+                pass
+        return adopted
+
 
 class UsageRecorder:
-    def __init__(self, interval: float | None = None) -> None:
+    def __init__(self, interval: float | None = None, data_dir: Path | None = None,
+                 max_queue: int | None = None) -> None:
         self.interval = interval if interval is not None else settings.GATEWAY_USAGE_FLUSH_SECONDS
+        self.data_dir = Path(data_dir or settings.DATA_DIR)
+        self.max_queue = max_queue if max_queue is not None else settings.GATEWAY_USAGE_QUEUE_MAX
         self._queue: queue.SimpleQueue[dict] = queue.SimpleQueue()
+        self._queued = 0
+        self._overflow = False  # this segment has lines that are not in the queue
+        self._log: _Log | None = None
+        self._log_lock = threading.Lock()
+        self._pending: deque[tuple[Path, list[dict] | None]] = deque()  # segments not in the database yet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self.listeners: list = []  # callables(fields): metrics, live views; must be cheap
-        # Wall-clock start of the last flush that succeeded: every record queued before it
-        # is in the database (budget spend reads the database and this process's newer ones).
+        self._down_since: float | None = None
+        self.listeners: list = []  # callables(fields) for live dashboards; must be cheap
+        self.dead_letters = 0
+        # Wall-clock start of the last flush after which nothing was pending: every record
+        # queued before it is in the database (budget spend reads the database and this
+        # process's newer ones).
         self.flushed_before = 0.0
 
     def record(self, fields: dict) -> None:
-        self._queue.put(fields)
+        if self._log is None:  # not started (a unit test): memory only until start()
+            self._queue.put(fields)
+            self._queued += 1
+            for listener in self.listeners:
+                listener(fields)
+            return
+        line = _dumps(fields)
+        with self._log_lock:
+            os.write(self._log.fd, line)
+            self._log.written += 1
+            if self._queued < self.max_queue:
+                self._queue.put(fields)
+                self._queued += 1
+            else:
+                self._overflow = True
         for listener in self.listeners:
             listener(fields)
 
     def start(self) -> None:
+        """Open the log, adopt what dead processes left and start the writer (also at startup,
+        so a journal left behind is replayed without waiting for traffic)."""
         with self._start_lock:
             if self._thread is None:
+                self._log = _Log(self.data_dir / WAL_DIR)
+                self._pending.extend((path, None) for path in self._log.adopt_orphans())
                 self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
                 self._thread.start()
                 atexit.register(self.close)
 
-    def _drain(self) -> list[dict]:
-        batch = []
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                return batch
-
     def _run(self) -> None:
         while not self._stop.is_set():
             self._stop.wait(self.interval)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # never let the writer die: the journal keeps everything
+                log.exception("usage flush failed")
         self.flush()
 
-    def flush(self) -> int:
-        """Write everything queued so far; returns the number of records written."""
-        with self._write_lock:
-            started = time.time()
-            batch = self._drain()
-            if not batch:
-                self.flushed_before = started
-                return 0
-            delay = 0.1
+    def _cut(self) -> None:
+        with self._log_lock:
+            segment = self._log.cut() if self._log else None
+            batch = []
             while True:
                 try:
-                    self._write(batch)
-                    self.flushed_before = started
-                    return len(batch)
-                except Exception:  # DB locked or down: keep the batch, never drop it
-                    log.exception("usage flush failed; retrying %d records", len(batch))
-                    if self._stop.is_set() and delay > 5:
-                        log.error("giving up on %d usage records at shutdown", len(batch))
-                        return 0
-                    time.sleep(delay)
-                    delay = min(delay * 2, 10)
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._queued, overflow, self._overflow = 0, self._overflow, False
+        if segment is not None:
+            self._pending.append((segment, None if overflow else batch))
+
+    def flush(self) -> int:
+        """Write everything recorded so far; returns the number of records written.
+        While the database is unreachable, returns 0 and keeps the segments."""
+        with self._write_lock:
+            started = time.time()
+            self._cut()
+            written = 0
+            while self._pending:
+                segment, rows = self._pending[0]
+                if rows is None:
+                    rows = self._read(segment)
+                try:
+                    written += self._store(rows)
+                except Unreachable as exc:
+                    # Keep only the file: memory stays bounded however long the outage lasts.
+                    self._pending[0] = (segment, None)
+                    self._pending = deque((s, None) for s, _ in self._pending)
+                    if self._down_since is None:
+                        self._down_since = started
+                        log.error("database unreachable (%s); journalling usage in %s", exc, self._log.dir)
+                    return 0
+                os.unlink(segment)
+                self._pending.popleft()
+            if self._down_since is not None:
+                log.warning("database back after %.1fs; journal replayed", started - self._down_since)
+                self._down_since = None
+            self.flushed_before = started
+            return written
+
+    def pending_segments(self) -> int:
+        return len(self._pending)
+
+    def _read(self, segment: Path) -> list[dict]:
+        rows = []
+        for line in segment.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(_loads(line))
+            except Exception as exc:  # a torn last line after a power loss
+                self._dead_letter([({"raw": line.decode("utf-8", "replace")}, exc)])
+        return rows
+
+    def _store(self, rows: list[dict]) -> int:
+        """Batch insert; on a data error the batch is split in halves until the rows that
+        fail on their own are found (few transactions for one bad row in a big batch);
+        those go to the dead-letter file, with one fsync for the batch."""
+        dead: list[tuple[dict, Exception]] = []
+        try:
+            return self._bisect(rows, dead)
+        finally:
+            if dead:
+                self._dead_letter(dead)
+
+    def _bisect(self, rows: list[dict], dead: list) -> int:
+        if not rows:
+            return 0
+        try:
+            self._write(rows)
+            return len(rows)
+        except Exception as exc:
+            if _unreachable(exc):  # rows written before are in: a replay skips them
+                raise Unreachable(type(exc).__name__) from exc
+            if len(rows) == 1:
+                dead.append((rows[0], exc))
+                return 0
+        half = len(rows) // 2
+        return self._bisect(rows[:half], dead) + self._bisect(rows[half:], dead)
+
+    def _dead_letter(self, dead: list[tuple[dict, Exception]]) -> None:
+        self.dead_letters += len(dead)
+        log.error("%d usage record(s) dead-lettered in %s, first %s: %s", len(dead),
+                  self.data_dir / DEAD_LETTER, dead[0][0].get("request_id"), dead[0][1])
+        lines = b"".join(orjson.dumps({"at": time.time(), "reason": f"{type(exc).__name__}: {exc}"[:2000],
+                                       "record": row}, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+                         for row, exc in dead)
+        with open(self.data_dir / DEAD_LETTER, "ab") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
 
     @staticmethod
     def _write(batch: list[dict]) -> None:
@@ -92,7 +375,10 @@ class UsageRecorder:
 
         from .models import UsageRecord
 
-        fields = [UsageRecord._meta.get_field(name) for name in batch[0]]
+        # Every column, whatever the batch's rows carry: a journal written by an older version
+        # lacks newer fields, which take the model's default.
+        fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+        defaults = {f.attname: f.get_default() for f in fields}
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         sql = (f"INSERT INTO {connection.ops.quote_name(UsageRecord._meta.db_table)} ({columns}) "
                f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING")
@@ -102,10 +388,11 @@ class UsageRecorder:
                     if f.get_internal_type() in ("DateTimeField", "DecimalField", "JSONField")]
         rows = []
         for row in batch:
-            values = dict(row)
-            for name, field in prepared:
-                values[name] = field.get_db_prep_save(values[name], connection)
-            rows.append([values[f.attname] for f in fields])
+            values = sanitise(row)  # may be `row` itself: never mutated (a retry needs it as it was)
+            if len(values) < len(fields):
+                values = {**defaults, **values}
+            prepped = {name: field.get_db_prep_save(values[name], connection) for name, field in prepared}
+            rows.append([prepped[f.attname] if f.attname in prepped else values[f.attname] for f in fields])
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.executemany(sql, rows)
@@ -116,5 +403,14 @@ class UsageRecorder:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(30)
-        self.flush()
+        if self._log is not None:
+            self.flush()  # what the database does not take stays in the journal for the next start
+            if not self._pending:
+                self._log.remove()
+
+
+def _unreachable(exc: Exception) -> bool:
+    from django.db.utils import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError))
 

@@ -171,3 +171,12 @@ def warm() -> None:
 def lookup(model_id: str, provider_type: str = "openai") -> Price | None:
     """For sync_models: the database's price of a discovered model, if it has one."""
     return database_price(provider_type, model_id)
+
+
+def provider_price(provider, model_id: str) -> Price:
+    """The price of `model_id` on a providers.config.ProviderInfo: resolved when the snapshot
+    was built for listed models, else looked up once per process (memoised)."""
+    info = provider.model_info(model_id)
+    if info is not None and info.price is not None:
+        return info.price
+    return price_for(provider.type, model_id, info, provider.base_url)

@@ -17,6 +17,7 @@ from gateway.state import Gateway
 from providers.adapters import get_adapter
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, InvalidRequest
+from providers.pricing import provider_price
 from routing.features import extract_features, session_id
 from routing.planner import plan_request
 from routing.router import ResolutionError
@@ -38,7 +39,7 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
     codec = get_codec(door.format)
     exchange: Exchange | None = None
     snapshot = None
-    admitted = False
+    admission = None
     watcher: asyncio.Task | None = None
     try:
         headers = dict(scope["headers"])  # ASGI names are lower-case already
@@ -63,8 +64,8 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
                                code="model_not_found" if exc.status == 404 else None) from None
         plan = decision.plan
         ctx.route, ctx.rule = plan.route, decision.rule or ""
-        budget_warning = gw.limits.admit(snapshot, ctx.key)
-        admitted = True
+        admission = await gw.limits.admit_request(snapshot, ctx.key, lambda: _max_cost(codec, body, plan))
+        ctx.limit_headers = admission.headers
         ctx.candidates = [f"{c.provider.name}/{c.model}" for c in plan.candidates]
         watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, asyncio.current_task()))
         if door.endpoint == "count_tokens" and not _counts_upstream(plan, door.format):
@@ -75,8 +76,8 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
             body = await conversations.expand(body)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
                             gw=gw)
-        if budget_warning:
-            ctx.warning = budget_warning
+        if admission.warning:
+            ctx.warning = admission.warning
         if store:
             exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
                 conversations.save(response, items)
@@ -88,6 +89,7 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
             headers = ctx.response_headers() if ctx.route else {"x-request-id": ctx.request_id}
             if exc.retry_after:
                 headers["retry-after"] = str(int(exc.retry_after))
+            headers.update(getattr(exc, "headers", None) or ())  # x-ratelimit-* on a 429
             await send_json(send, status, payload, headers)
     except BodyTooLarge:
         error = GatewayError("request_too_large", f"The request body exceeds the gateway's limit of "
@@ -121,10 +123,29 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
                 except Exception:  # never lose the record over an estimate
                     log.exception("usage estimate failed")
             record = ctx.to_record()
-            if admitted:  # booked before it is queued: see gateway.limits
+            if admission is not None:  # booked before it is queued: see gateway.limits
                 gw.limits.settle(snapshot, ctx.key, float(record["cost_usd"]),
-                              record["prompt_tokens"] + record["completion_tokens"])
+                                 record["prompt_tokens"] + record["completion_tokens"], admission=admission)
             gw.recorder.record(record)
+
+
+def _max_cost(codec, body: dict, plan) -> float:
+    """What the request can cost at most, reserved against its budgets at admission: the
+    estimated prompt at the dearest candidate's input price plus its max output tokens (or
+    GATEWAY_RESERVE_DEFAULT_OUTPUT_TOKENS) at the dearest output price. Only computed when
+    a budget applies."""
+    prices = [provider_price(c.provider, c.model) for c in plan.candidates]
+    input_price = max((p.input for p in prices), default=0.0)
+    output_price = max((p.output for p in prices), default=0.0)
+    if not input_price and not output_price:
+        return 0.0
+    try:
+        request = codec.decode_request(body)
+        prompt, max_output = (estimate_request(request) if input_price else 0), request.max_tokens
+    except Exception:  # embeddings and other bodies without a canonical request
+        prompt, max_output = len(orjson.dumps(body)) // 3, None
+    max_output = max_output or settings.GATEWAY_RESERVE_DEFAULT_OUTPUT_TOKENS
+    return (prompt * input_price + max_output * output_price) / 1_000_000
 
 
 def _counts_upstream(plan, client_format: str) -> bool:

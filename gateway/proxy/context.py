@@ -22,7 +22,7 @@ class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type",
                  "error_message", "usage", "ttft", "attempts", "session_id", "disconnected", "recorded",
-                 "chunks", "warning", "price", "billable")
+                 "chunks", "warning", "price", "billable", "limit_headers")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -51,6 +51,7 @@ class RequestContext:
         self.warning = ""  # soft budget spent: x-gateway-budget-warning
         self.price: Price = UNKNOWN  # the current candidate's (providers.pricing.price_for)
         self.billable = False  # the last attempt reached a provider that did not refuse it
+        self.limit_headers: dict[str, str] | None = None  # x-ratelimit-* where RPM/TPM limits apply
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
@@ -116,6 +117,8 @@ class RequestContext:
         }
         if self.warning:
             headers["x-gateway-budget-warning"] = _header_safe(self.warning)
+        if self.limit_headers:
+            headers.update(self.limit_headers)
         return headers
 
 

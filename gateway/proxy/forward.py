@@ -23,7 +23,7 @@ from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
 from providers.codecs.openai_chat import decode_usage
-from providers.pricing import price_for
+from providers.pricing import provider_price
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 
@@ -122,11 +122,8 @@ class Exchange:
         provider = candidate.provider
         ctx.provider, ctx.model = provider.name, candidate.model
         ctx.billable = False  # the record is this attempt's: an earlier candidate's usage is not known
-        info = ctx.model_info = provider.model_info(candidate.model)
-        # Resolved at snapshot build; unlisted models once per process (memoised).
-        price = info.price if info is not None and info.price is not None else \
-            price_for(provider.type, candidate.model, info, provider.base_url)
-        ctx.price = price
+        ctx.model_info = provider.model_info(candidate.model)
+        price = ctx.price = provider_price(provider, candidate.model)
         # OpenRouter reports each request's cost itself: never unpriced in effect.
         key = ctx.key
         if not price.known and key is not None and key.require_prices and provider.type != "openrouter":

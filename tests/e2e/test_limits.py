@@ -97,3 +97,72 @@ def test_issue_key_can_attach_a_budget():
     key = VirtualKey.objects.get(key_hash=hash_key(out.getvalue().strip()))
     budget = key.budgets.get()
     assert float(budget.amount_usd) == 25 and budget.period == "weekly" and budget.hard
+
+
+def concurrent_streams(url: str | list[str], key: str, model: str, n: int = 50) -> list[tuple[int, str]]:
+    """n streaming requests at once (max_tokens 10), spread over the given servers."""
+    import asyncio
+
+    urls = [url] if isinstance(url, str) else url
+
+    async def run():
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=n)) as client:
+            async def one(i):
+                body = {"model": model, "messages": CHAT, "stream": True, "max_tokens": 10}
+                async with client.stream("POST", urls[i % len(urls)] + "/v1/chat/completions", json=body,
+                                         headers={"authorization": f"Bearer {key}"}) as r:
+                    await r.aread()
+                    return r.status_code, r.headers["x-request-id"]
+            return await asyncio.gather(*(one(i) for i in range(n)))
+
+    return asyncio.run(run())
+
+
+def spend_of(key_row, count: int, timeout: float = 10) -> float:
+    from django.db import close_old_connections
+    from django.db.models import Sum
+
+    from gateway.models import UsageRecord
+
+    deadline = time.time() + timeout
+    while True:
+        close_old_connections()
+        records = UsageRecord.objects.filter(key=key_row)
+        if records.count() >= count or time.time() > deadline:
+            return float(records.aggregate(s=Sum("cost_usd"))["s"] or 0)
+        time.sleep(0.1)
+
+
+def test_fifty_concurrent_slow_streams_cannot_overspend_a_budget_that_covers_five(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1", model="mock:first_delay=1")
+    # 7 output tokens at $2,000 per 1M: $0.014 a request; the reservation is 10 tokens (max_tokens) = $0.02
+    # plus the estimated prompt at $100 per 1M.
+    world.price(upstream, "mock:first_delay=1", input_price=100, output_price=2000)
+    key_row, key = key_issue(username=world.unique("olga"), budget_usd=0.07, budget_period="daily")
+    results = concurrent_streams(gateway.url, key, upstream.name)
+    statuses = [s for s, _ in results]
+    admitted = statuses.count(200)
+    assert statuses.count(429) == 50 - admitted and 2 <= admitted <= 5
+    spent = spend_of(key_row, 50)
+    one_estimate = 0.02 + 0.001
+    assert spent <= 0.07 + one_estimate, (spent, admitted)
+    # Released at settle: once the streams are done, the rest of the budget is usable again.
+    assert post(gateway, key, upstream.name).status_code == (200 if spent < 0.07 else 429)
+
+
+def test_rate_limit_headers_on_responses_where_limits_apply(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    _, key = key_issue(username=world.unique("pia"), rpm_limit=3, tpm_limit=100_000)
+    first = post(gateway, key, upstream.name)
+    assert first.headers["x-ratelimit-limit-requests"] == "3"
+    assert first.headers["x-ratelimit-remaining-requests"] == "2"
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert first.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert first.headers["x-ratelimit-remaining-tokens"] == "100000"
+    second = post(gateway, key, upstream.name)
+    assert int(second.headers["x-ratelimit-remaining-tokens"]) < 100_000  # the first one's tokens
+    post(gateway, key, upstream.name)
+    refused = post(gateway, key, upstream.name)
+    assert refused.status_code == 429 and refused.headers["x-ratelimit-remaining-requests"] == "0"
+    _, unlimited = key_issue(username=world.unique("quinn"))
+    assert "x-ratelimit-limit-requests" not in post(gateway, unlimited, upstream.name).headers

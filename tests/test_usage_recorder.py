@@ -1,0 +1,166 @@
+"""The usage recorder without a server: sanitising, row-by-row fallback, dead letters,
+the journal while the database is unreachable, replay after a crash, the queue bound."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from django.db.utils import OperationalError
+
+from gateway.models import UsageRecord
+from gateway.usage import DEAD_LETTER, WAL_DIR, UsageRecorder, _Log, sanitise
+from tests.e2e import world
+
+
+def fields(**overrides) -> dict:
+    record = {
+        "request_id": world.unique("req"), "created_at": datetime.now(timezone.utc), "key_id": None,
+        "user_id": None, "endpoint": "chat", "requested_model": "m", "route": "", "rule": "",
+        "candidates": [],
+        "provider": "p", "model": "m", "status": 200, "error_type": "", "error_message": "", "stream": False,
+        "prompt_tokens": 1, "completion_tokens": 2, "cached_tokens": 0, "cache_write_tokens": 0,
+        "reasoning_tokens": 0, "usage_estimated": False, "cost_usd": 0.5, "latency_ms": 1.0, "ttft_ms": None,
+        "attempts": 1, "attempt_chain": [], "session_id": "", "client_disconnected": False,
+    }
+    return record | overrides
+
+
+@pytest.fixture
+def make_recorder():
+    made = []
+
+    def make(data_dir: Path | None = None, writer: bool = False, **kwargs) -> UsageRecorder:
+        data_dir = data_dir or Path(tempfile.mkdtemp(prefix="usage-"))
+        r = UsageRecorder(interval=3600, data_dir=data_dir, **kwargs)
+        r.listeners = []
+        # Flushed by the test only: the log without the writer thread (start() starts both).
+        if not writer:
+            r._log, r._thread = _Log(r.data_dir / WAL_DIR), threading.Thread()
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r._stop.set()
+        if r._thread is not None and r._thread.is_alive():
+            r._thread.join(5)
+
+
+def stored(*ids: str) -> int:
+    return UsageRecord.objects.filter(request_id__in=ids).count()
+
+
+def test_sanitise_makes_any_string_storable():
+    clean = sanitise(fields(requested_model="gpt\x00-4o", model="x" * 500, error_message="bad \udc80 byte",
+                            candidates=["a\x00b", {"k\x00": "\ud800"}], prompt_tokens=-5,
+                            completion_tokens=2**40))
+    assert "\x00" not in clean["requested_model"] and len(clean["model"]) == 200
+    clean["error_message"].encode("utf-8")  # no lone surrogate left
+    assert orjson.dumps(clean["candidates"])  # storable JSON
+    assert "\x00" not in orjson.dumps(clean["candidates"]).decode()
+    assert clean["prompt_tokens"] == 0 and clean["completion_tokens"] == 2_147_483_647
+
+
+def test_a_nul_byte_and_a_lone_surrogate_do_not_block_the_batch(make_recorder):
+    r = make_recorder()
+    rows = [fields(requested_model="gpt\x00x"), fields(error_message="\udc80"), fields()]
+    for row in rows:
+        r.record(row)
+    assert r.flush() == 3
+    assert stored(*(row["request_id"] for row in rows)) == 3
+    assert r.pending_segments() == 0 and not list((r.data_dir / WAL_DIR).glob("*/segment-*"))
+
+
+def test_a_row_that_still_fails_goes_to_the_dead_letter_file_and_the_rest_are_written(make_recorder):
+    r = make_recorder()
+    bad = fields(key_id=987654321)  # no such key: the foreign key fails the batch's transaction
+    good = [fields(), fields()]
+    for row in [good[0], bad, good[1]]:
+        r.record(row)
+    assert r.flush() == 2
+    assert stored(*(row["request_id"] for row in good)) == 2 and stored(bad["request_id"]) == 0
+    letters = [orjson.loads(line) for line in (r.data_dir / DEAD_LETTER).read_bytes().splitlines()]
+    assert [d["record"]["request_id"] for d in letters] == [bad["request_id"]]
+    assert "IntegrityError" in letters[0]["reason"]
+    after = fields()
+    r.record(after)
+    assert r.flush() == 1 and stored(after["request_id"]) == 1  # nothing left blocking
+
+
+def test_while_the_database_is_unreachable_records_wait_in_the_journal_and_are_written_once(make_recorder,
+                                                                                           monkeypatch):
+    r = make_recorder()
+    real_write = UsageRecorder._write
+
+    def down(batch):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(UsageRecorder, "_write", staticmethod(down))
+    rows = [fields() for _ in range(5)]
+    for i, row in enumerate(rows):
+        r.record(row)
+        if i % 2:
+            assert r.flush() == 0
+    assert r.flush() == 0
+    assert r.pending_segments() == 3 and all(rows is None for _, rows in r._pending)  # only on disk
+    before = r.flushed_before
+    monkeypatch.setattr(UsageRecorder, "_write", staticmethod(real_write))
+    assert r.flush() == 5
+    assert stored(*(row["request_id"] for row in rows)) == 5
+    assert r.pending_segments() == 0 and r.flushed_before > before
+
+
+def test_a_crashed_process_log_is_replayed_by_the_next_one_exactly_once(make_recorder):
+    data_dir = Path(tempfile.mkdtemp(prefix="usage-"))
+    crashed = make_recorder(data_dir)
+    rows = [fields() for _ in range(4)]
+    for row in rows[:2]:
+        crashed.record(row)
+    crashed.flush()  # these two are in the database and their segment is gone...
+    for row in rows[2:]:
+        crashed.record(row)
+    crashed._cut()  # ...these two are cut into a segment, and the process dies before inserting
+    crashed.record(rows[0])  # a line in the active file that is already in the database
+    os.close(crashed._log._lock_fd)  # the process is gone: its lock is free
+    assert stored(*(row["request_id"] for row in rows)) == 2
+
+    successor = make_recorder(data_dir, writer=True)
+    successor.start()
+    successor._stop.set()
+    successor._thread.join(5)
+    assert stored(*(row["request_id"] for row in rows)) == 4
+    assert UsageRecord.objects.filter(request_id=rows[0]["request_id"]).count() == 1
+    assert [p.name for p in (data_dir / WAL_DIR).iterdir()] == [successor._log.dir.name]
+
+
+def test_a_live_process_log_is_not_adopted(make_recorder):
+    data_dir = Path(tempfile.mkdtemp(prefix="usage-"))
+    alive = make_recorder(data_dir)
+    alive.record(fields())
+    other = make_recorder(data_dir, writer=True)
+    other.start()
+    assert other.pending_segments() == 0 and (alive._log.dir / "active.jsonl").exists()
+
+
+def test_beyond_the_queue_bound_records_are_read_back_from_the_journal(make_recorder):
+    r = make_recorder(max_queue=2)
+    rows = [fields() for _ in range(7)]
+    for row in rows:
+        r.record(row)
+    assert r._queue.qsize() == 2
+    assert r.flush() == 7
+    assert stored(*(row["request_id"] for row in rows)) == 7
+
+
+def test_a_clean_exit_leaves_no_log_behind(make_recorder):
+    r = make_recorder()
+    row = fields()
+    r.record(row)
+    r.close()
+    assert stored(row["request_id"]) == 1 and list((r.data_dir / WAL_DIR).iterdir()) == []
