@@ -48,7 +48,7 @@ from tests.fakes.openai import context_length_error as chat_context_length_error
 from tests.fakes.openai import openai_error_body
 from tests.fakes.openai_responses import FakeOpenAIResponses, context_length_error
 
-CAPTURE_DIR = os.environ.get("JUNCTION_AGENT_CAPTURES", "/work/shared/agents")
+CAPTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "agents")
 CAPTURES = sorted(glob.glob(os.path.join(CAPTURE_DIR, "codex", "*", "*.json")))
 CODEX_PROMPT_START = "You are a coding agent running in the Codex CLI"
 
