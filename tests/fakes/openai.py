@@ -42,6 +42,25 @@ def chunk_bytes(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
+def tool_call_deltas(calls: list[dict], interleave: bool = False, step: int = 7) -> list[dict]:
+    """`delta` objects streaming `calls`: a head (id, name) then argument fragments of `step`
+    characters. With `interleave` the fragments of parallel calls alternate (0, 1, 0, 1 ...),
+    as some OpenAI-compatible servers send them; OpenAI itself sends one call after another."""
+    heads, frags = [], []
+    for i, call in enumerate(calls):
+        heads.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                      "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        args = call["function"]["arguments"]
+        frags.append([{"tool_calls": [{"index": i, "function": {"arguments": args[j:j + step]}}]}
+                      for j in range(0, len(args), step)])
+    if not interleave:
+        return [d for head, parts in zip(heads, frags) for d in [head] + parts]
+    out = list(heads)
+    for k in range(max((len(f) for f in frags), default=0)):
+        out += [parts[k] for parts in frags if k < len(parts)]
+    return out
+
+
 class FakeOpenAI(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -138,12 +157,7 @@ class FakeOpenAI(FakeServer):
 
         chunks = [chunk({"role": "assistant", "content": "" if not calls else None, "refusal": None})]
         chunks += [chunk({"content": w}) for w in words]
-        for i, call in enumerate(calls):
-            args = call["function"]["arguments"]
-            chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                                 "function": {"name": call["function"]["name"], "arguments": ""}}]}))
-            for j in range(0, len(args), 7):
-                chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 7]}}]}))
+        chunks += [chunk(d) for d in tool_call_deltas(calls, interleave="interleave" in behaviour.flags)]
         chunks.append(chunk({}, finish))
         if include_usage:
             chunks.append(chunk_bytes(dict(base, choices=[], usage=self.usage(body, behaviour, completion_tokens))))
