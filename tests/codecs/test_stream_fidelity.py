@@ -146,3 +146,32 @@ def test_late_fragment_for_a_closed_block_is_delivered_by_the_canonical_stream()
     late = [ev for n, ev in enumerate(events) if isinstance(ev, BlockDelta) and n > stops.get(ev.index, 1 << 30)]
     assert late, "the interleaved stream must produce fragments after their block's stop"
     assert isinstance(events[-1], MessageStop)
+
+
+# ------------------------------------------------------------------ SSE framing (shared by taps and codecs)
+
+SSE_WIRE = (b": keep-alive\n\ndata:{\"a\":1}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n"
+            b"data: line1\ndata:line2\n\n: comment\ndata:  two spaces\n\n")
+SSE_EVENTS = [(None, b'{"a":1}'), ("ping", b'{"type":"ping"}'), (None, b"line1\nline2"), (None, b" two spaces")]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_sse_parser_reads_data_with_and_without_space_split_at_every_byte(newline):
+    from providers.codecs.sse import SSEParser
+
+    wire = SSE_WIRE.replace(b"\n", newline)
+    parser, events = SSEParser(), []
+    for i in range(len(wire)):
+        events += parser.feed(wire[i:i + 1])
+    events += parser.feed(b"\n\n" if newline == b"\r" else b"")  # a lone CR at the end waits for its LF
+    assert events == SSE_EVENTS
+    assert not parser.pending()
+
+
+def test_parse_event_is_the_rule_the_taps_use():
+    from providers.codecs.sse import parse_event
+
+    assert parse_event(b"data:[DONE]") == (None, b"[DONE]")
+    assert parse_event(b"data: [DONE]") == (None, b"[DONE]")
+    assert parse_event(b": keep-alive") == (None, None)
+    assert parse_event(b"event: error\ndata:{}") == ("error", b"{}")
