@@ -79,7 +79,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         store = door.format == "openai_responses" and body.get("store", True) is not False
         if door.format == "openai_responses":
             body = await conversations.expand(body)
-        exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream)
+        exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
+                            query=scope.get("query_string", b""))
         if budget_warning:
             ctx.warning = budget_warning
         if store:

@@ -35,7 +35,8 @@ class Exchange:
     """One client request: its body in the client's format, lazily decoded."""
 
     def __init__(self, ctx: RequestContext, client_format: str, endpoint: str, body: dict, send,
-                 client_headers: list[tuple[bytes, bytes]] | None = None, *, stream: bool = False) -> None:
+                 client_headers: list[tuple[bytes, bytes]] | None = None, *, stream: bool = False,
+                 query: bytes = b"") -> None:
         self.ctx = ctx
         self.client_format = client_format
         self.client_codec = get_codec(client_format)
@@ -44,6 +45,7 @@ class Exchange:
         self.send = send
         self.stream = stream
         self.client_headers = client_headers
+        self.query = query  # the client's raw query string, for same-format passthrough
         self.committed = False
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
@@ -176,6 +178,8 @@ class Exchange:
             body = upstream_codec.encode_request(translated)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
+        if passthrough and self.query:
+            adapter.add_query(upstream, self.query)
         response = await adapter.send(upstream, provider)
         try:
             if response.status >= 400:

@@ -216,7 +216,17 @@ class TestAnthropicFrontDoor:
         assert seen.headers["anthropic-beta"].startswith("interleaved-thinking")
         assert seen.body["context_management"] == {"edits": []}
         assert seen.body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+        assert seen.query == "beta=true"  # Claude Code's `?beta=true` reaches api.anthropic.com
         assert "event: message_stop" in r.text
+
+    def test_query_is_not_forwarded_when_translating(self, gateway, alice, upstreams, fake_openai):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(gateway.url + "/v1/messages?beta=true",
+                       headers={"authorization": f"Bearer {alice}", "anthropic-version": "2023-06-01"},
+                       json={"model": f"{provider.name}/mock", "max_tokens": 10,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200
+        assert fake_openai.last().query == ""  # an Anthropic beta flag means nothing to OpenAI
 
     def test_count_tokens_goes_to_anthropic_or_is_estimated(self, gateway, alice, upstreams, fake_anthropic):
         body = {"messages": [{"role": "user", "content": "Hello there, how many tokens is this?"}]}
