@@ -30,6 +30,9 @@ from .context import RequestContext
 from .io import encode_headers, send_bytes
 from .streams import DecoderTap, OpenAIChatTap, Translator
 
+# Another target may serve these, but retrying the same one soon will not help.
+NOT_RETRIED_ON_SAME_TARGET = frozenset(("upstream_auth", "upstream_credits"))
+
 
 class Exchange:
     """One client request: its body in the client's format, lazily decoded."""
@@ -73,11 +76,14 @@ class Exchange:
         index, widened, rounds = 0, False, 0
         deadline = self.ctx.started + settings.GATEWAY_RETRY_DEADLINE
         last_error: GatewayError | None = None
+        spent: set[tuple[str, str]] = set()
         while True:
             if index >= len(candidates):
                 wait = _backoff(rounds, last_error)
                 # Another candidate may hold valid credentials, waiting will not fix ours.
-                if (last_error is None or not last_error.retryable or last_error.code == "upstream_auth"
+                # Candidates refused for credentials or credits are not tried again: waiting fixes neither.
+                candidates = [c for c in candidates if (c.provider.name, c.model) not in spent]
+                if (last_error is None or not last_error.retryable or not candidates
                         or rounds >= settings.GATEWAY_RETRIES
                         or time.perf_counter() + wait > deadline):
                     break
@@ -91,6 +97,8 @@ class Exchange:
             if error is None:
                 return
             last_error = error
+            if error.code in NOT_RETRIED_ON_SAME_TARGET:
+                spent.add((candidate.provider.name, candidate.model))
             if self.committed:
                 # Too late to fall back: end the stream in the client's format.
                 await self._send_stream_error(error)
