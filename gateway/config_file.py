@@ -122,7 +122,7 @@ def import_config(data: dict) -> dict:
         for model in spec.get("models") or []:
             model = {"id": model} if isinstance(model, str) else model
             defaults = {f: Decimal(str(model[f])) for f in PRICE_FIELDS if model.get(f) is not None}
-            for f in ("context_window", "deployment"):
+            for f in ("context_window", "deployment", "max_output_tokens"):
                 if f in model:
                     defaults[f] = model[f]
             ProviderModel.objects.update_or_create(provider=provider, model_id=model["id"], defaults=defaults)
@@ -211,6 +211,8 @@ def export_config(include_secrets: bool = False) -> dict:
                 item["context_window"] = m.context_window
             if m.deployment:
                 item["deployment"] = m.deployment
+            if m.max_output_tokens:
+                item["max_output_tokens"] = m.max_output_tokens
             for f in PRICE_FIELDS:
                 value = getattr(m, f)
                 if value:

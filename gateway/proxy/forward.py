@@ -22,6 +22,7 @@ from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
 from providers.codecs.openai_chat import decode_usage
+from providers.output_limits import max_output_tokens
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 from routing.stats import STATS
@@ -183,6 +184,11 @@ class Exchange:
             translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
             translated.model = candidate.model
             translated.stream = self.stream
+            limit = max_output_tokens(candidate.model, self.ctx.model_info)
+            if limit and translated.max_tokens and translated.max_tokens > limit:
+                # The target would refuse more than it can write (Claude Code's 32000 to gpt-4o).
+                self.ctx.attempts[-1]["max_tokens_clamped"] = [translated.max_tokens, limit]
+                translated.max_tokens = limit
             body = upstream_codec.encode_request(translated)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)

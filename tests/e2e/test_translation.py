@@ -323,3 +323,40 @@ class TestOllamaFrontDoor:
         names = [m["name"] for m in httpx.get(f"{gateway.url}/k/{alice}/api/tags").json()["models"]]
         assert f"{upstreams['anthropic'].name}/mock" in names
         assert httpx.get(gateway.url + "/api/version").json()["version"]
+
+
+class TestOutputLimits:
+    """Claude Code asks for max_tokens 32000; gpt-4o answers at most 16,384 output tokens and
+    the real API refuses more. Translated requests are clamped to the target's limit."""
+
+    def test_a_translated_request_is_clamped_to_the_known_limit_and_the_clamp_recorded(self, gateway, alice,
+                                                                                       upstreams, fake_openai):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(gateway.url + "/v1/messages",
+                       headers={"x-api-key": alice, "anthropic-version": "2023-06-01"},
+                       json={"model": f"{provider.name}/gpt-4o", "max_tokens": 32000,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200, r.text
+        assert fake_openai.last().body["max_tokens"] == 16384
+        rec = world.wait_record(r.headers["x-request-id"])
+        assert rec.attempt_chain[0]["max_tokens_clamped"] == [32000, 16384]
+
+    def test_a_provider_model_override_wins(self, gateway, alice, fake_anthropic):
+        provider = world.provider(fake_anthropic.url, type="anthropic")
+        world.price(provider, "mock", 1, 1, max_output_tokens=2000)
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={"model": f"{provider.name}/mock", "max_tokens": 5000,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200, r.text
+        assert fake_anthropic.last().body["max_tokens"] == 2000
+        rec = world.wait_record(r.headers["x-request-id"])
+        assert rec.attempt_chain[0]["max_tokens_clamped"] == [5000, 2000]
+
+    def test_a_request_within_the_limit_is_untouched(self, gateway, alice, upstreams, fake_openai):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(gateway.url + "/v1/messages",
+                       headers={"x-api-key": alice, "anthropic-version": "2023-06-01"},
+                       json={"model": f"{provider.name}/gpt-4o", "max_tokens": 1000,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200 and fake_openai.last().body["max_tokens"] == 1000
+        assert "max_tokens_clamped" not in world.wait_record(r.headers["x-request-id"]).attempt_chain[0]
