@@ -360,3 +360,56 @@ class TestOutputLimits:
                              "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 200 and fake_openai.last().body["max_tokens"] == 1000
         assert "max_tokens_clamped" not in world.wait_record(r.headers["x-request-id"]).attempt_chain[0]
+
+
+class TestThinkingRoundTrip:
+    """The Anthropic fake signs the thinking it sends and verifies it when it comes back: a
+    second turn through any client format must return thinking, signature and tool pairing intact."""
+
+    def test_openai_chat_client_second_turn(self, gateway, alice, upstreams, fake_anthropic):
+        model = f"{upstreams['anthropic'].name}/mock:thinking,tools"
+        first = [{"role": "user", "content": "list files"}]
+        body = {"model": model, "reasoning_effort": "low", "max_tokens": 4000, "tools": TOOLS_OPENAI}
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={**body, "messages": first})
+        assert r.status_code == 200, r.text
+        message = r.json()["choices"][0]["message"]
+        assert message["thinking_blocks"] and message["tool_calls"]
+        follow = first + [message] + [{"role": "tool", "tool_call_id": c["id"], "content": "a.py"}
+                                      for c in message["tool_calls"]]
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={**body, "messages": follow})
+        assert r.status_code == 200, (r.text, fake_anthropic.rejected)
+        sent = fake_anthropic.last().body["messages"][1]["content"]
+        assert sent[0]["type"] == "thinking" and sent[0]["signature"]
+
+    def test_anthropic_client_second_turn(self, gateway, alice, upstreams, fake_anthropic):
+        client = anthropic.Anthropic(base_url=gateway.url, api_key=alice, max_retries=0)
+        args = dict(model=f"{upstreams['anthropic'].name}/mock:thinking,tools", max_tokens=4000,
+                    thinking={"type": "enabled", "budget_tokens": 1024}, tools=TOOLS_ANTHROPIC)
+        first = [{"role": "user", "content": "list files"}]
+        with client.messages.stream(messages=first, **args) as s:
+            out = s.get_final_message()
+        uses = [b for b in out.content if b.type == "tool_use"]
+        follow = first + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in out.content]},
+                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": "a"}
+                                                       for u in uses]}]
+        again = client.messages.create(messages=follow, **args)
+        assert again.content and not fake_anthropic.rejected
+
+    def test_responses_client_second_turn(self, gateway, alice, upstreams, fake_anthropic):
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=alice, max_retries=0)
+        args = dict(model=f"{upstreams['anthropic'].name}/mock:thinking,tools", tools=TOOLS_RESPONSES,
+                    reasoning={"effort": "low"}, max_output_tokens=4000, store=False,
+                    include=["reasoning.encrypted_content"])
+        first = [{"role": "user", "content": "list files"}]
+        out = client.responses.create(input=first, **args)
+        items = [i.model_dump(exclude_none=True) for i in out.output]
+        assert any(i["type"] == "reasoning" for i in items)
+        calls = [i for i in items if i["type"] == "function_call"]
+        follow = first + items + [{"type": "function_call_output", "call_id": c["call_id"], "output": "a.py"}
+                                  for c in calls]
+        again = client.responses.create(input=follow, **args)
+        assert again.status == "completed" and not fake_anthropic.rejected
+        sent = fake_anthropic.last().body["messages"][1]["content"]
+        assert sent[0]["type"] == "thinking"
