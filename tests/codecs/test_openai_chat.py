@@ -1,8 +1,8 @@
 """OpenAI Chat Completions codec: pure unit tests (no Django, no network).
 
 Fixtures are the real client captures in tests/fixtures/agents and streams built exactly
-the way tests/fakes/openai.py builds them. The official `openai` SDK, driven through httpx.MockTransport, is the
-judge of whether what we encode is something an OpenAI client accepts.
+the way tests/fakes/openai.py builds them. The official `openai` SDK, driven through
+httpx.MockTransport, is the judge of whether what we encode is something an OpenAI client accepts.
 """
 
 from __future__ import annotations

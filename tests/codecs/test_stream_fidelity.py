@@ -57,7 +57,8 @@ def canonical_events(data: bytes, step: int | None = None) -> list:
 
 
 def client_request(fmt: str) -> Request:
-    return Request(model="alias", messages=[Message("user", [TextBlock("hi")])], stream=True, source_format=fmt)
+    return Request(model="alias", messages=[Message("user", [TextBlock("hi")])], stream=True,
+                   source_format=fmt)
 
 
 def reencode(fmt: str, events) -> bytes:
@@ -143,7 +144,8 @@ def test_late_fragment_for_a_closed_block_is_delivered_by_the_canonical_stream()
     """The decoder's contract (never drop a fragment) is what the encoders rely on."""
     events = canonical_events(openai_stream(CALLS[:2], True))
     stops = {ev.index: n for n, ev in enumerate(events) if isinstance(ev, BlockStop)}
-    late = [ev for n, ev in enumerate(events) if isinstance(ev, BlockDelta) and n > stops.get(ev.index, 1 << 30)]
+    late = [ev for n, ev in enumerate(events)
+            if isinstance(ev, BlockDelta) and n > stops.get(ev.index, 1 << 30)]
     assert late, "the interleaved stream must produce fragments after their block's stop"
     assert isinstance(events[-1], MessageStop)
 
@@ -152,7 +154,8 @@ def test_late_fragment_for_a_closed_block_is_delivered_by_the_canonical_stream()
 
 SSE_WIRE = (b": keep-alive\n\ndata:{\"a\":1}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n"
             b"data: line1\ndata:line2\n\n: comment\ndata:  two spaces\n\n")
-SSE_EVENTS = [(None, b'{"a":1}'), ("ping", b'{"type":"ping"}'), (None, b"line1\nline2"), (None, b" two spaces")]
+SSE_EVENTS = [(None, b'{"a":1}'), ("ping", b'{"type":"ping"}'), (None, b"line1\nline2"),
+              (None, b" two spaces")]
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])

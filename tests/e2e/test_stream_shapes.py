@@ -34,7 +34,8 @@ def upstreams(fake_openai, fake_anthropic):
 def test_every_shape_reaches_every_client_unchanged(gateway, alice, upstreams, client, upstream, shape):
     provider = upstreams[upstream]
     plain = call(client, gateway, alice, f"{provider.name}/mock:parallel_tools", tools=True, stream=True)
-    shaped = call(client, gateway, alice, f"{provider.name}/mock:parallel_tools,{shape}", tools=True, stream=True)
+    shaped = call(client, gateway, alice, f"{provider.name}/mock:parallel_tools,{shape}", tools=True,
+                  stream=True)
     assert shaped[:3] == plain[:3]
     assert len(shaped[1]) == 2 and shaped[3][0] > 0 and shaped[3][1] > 0
 
@@ -49,8 +50,7 @@ def test_interleaved_parallel_tool_calls_from_an_openai_upstream(gateway, alice,
 
 
 @pytest.mark.parametrize("shape", ["nospace", "split=1", "keepalive,nospace"])
-def test_openai_passthrough_without_usage_wish_reads_usage_and_hides_the_usage_chunk(gateway, alice, upstreams,
-                                                                                   shape):
+def test_openai_passthrough_reads_usage_and_hides_the_unasked_usage_chunk(gateway, alice, upstreams, shape):
     provider = upstreams["openai_chat"]
     r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
                    json={"model": f"{provider.name}/mock:{shape}", "stream": True,

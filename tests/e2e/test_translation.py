@@ -329,8 +329,8 @@ class TestOutputLimits:
     """Claude Code asks for max_tokens 32000; gpt-4o answers at most 16,384 output tokens and
     the real API refuses more. Translated requests are clamped to the target's limit."""
 
-    def test_a_translated_request_is_clamped_to_the_known_limit_and_the_clamp_recorded(self, gateway, alice,
-                                                                                       upstreams, fake_openai):
+    def test_a_translated_request_is_clamped_to_the_known_limit_and_recorded(self, gateway, alice, upstreams,
+                                                                             fake_openai):
         provider = upstreams["openai_chat"]
         r = httpx.post(gateway.url + "/v1/messages",
                        headers={"x-api-key": alice, "anthropic-version": "2023-06-01"},
@@ -391,9 +391,10 @@ class TestThinkingRoundTrip:
         with client.messages.stream(messages=first, **args) as s:
             out = s.get_final_message()
         uses = [b for b in out.content if b.type == "tool_use"]
-        follow = first + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in out.content]},
-                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": "a"}
-                                                       for u in uses]}]
+        content = [b.model_dump(exclude_none=True) for b in out.content]
+        follow = first + [{"role": "assistant", "content": content},
+                          {"role": "user", "content": [
+                              {"type": "tool_result", "tool_use_id": u.id, "content": "a"} for u in uses]}]
         again = client.messages.create(messages=follow, **args)
         assert again.content and not fake_anthropic.rejected
 

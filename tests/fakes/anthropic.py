@@ -97,8 +97,8 @@ def check_turns(messages: list) -> str | None:
         unexpected = [r for r in results if r not in previous_uses]
         if unexpected:
             return (f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` blocks: "
-                    f"{unexpected[0]}. Each `tool_result` block must have a corresponding `tool_use` block in "
-                    f"the previous message.")
+                    f"{unexpected[0]}. Each `tool_result` block must have a corresponding `tool_use` "
+                    f"block in the previous message.")
         missing = [u for u in previous_uses if u not in results]
         if missing:
             return (f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
