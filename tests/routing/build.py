@@ -11,7 +11,7 @@ from routing.features import extract_features
 from routing.router import Candidate
 from routing.table import ConfigSnapshot, KeyInfo, ModelInfo, ProviderInfo, RouteInfo, RuleInfo, TargetInfo
 
-AGENTS = Path("/work/shared/agents")
+AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"  # inside the repo
 FORMATS = {"v1_messages": "anthropic_messages", "v1_chat_completions": "openai_chat",
            "v1_responses": "openai_responses"}
 
@@ -52,7 +52,7 @@ def names(cands) -> list[str]:
 
 
 def capture(relative: str):
-    """(format, body, headers, raw) from a capture file under shared/agents/."""
+    """(format, body, headers, raw) from a capture file under tests/fixtures/agents/."""
     path = AGENTS / relative
     data = json.loads(path.read_text())
     if relative.startswith("goose/"):
