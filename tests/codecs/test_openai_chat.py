@@ -939,7 +939,8 @@ TOOL_EVENTS = [
 
 
 def check_agent_rules(data: bytes, include_usage: bool) -> list[dict]:
-    """The rules from shared/agents.md (tests/fixtures/agents/README.md) that break Goose's and opencode's parsers."""
+    """The rules from shared/agents.md (tests/fixtures/agents/README.md) that break Goose's and
+    opencode's parsers."""
     payloads = sse_payloads(data)
     assert payloads[-1] == b"[DONE]"
     assert payloads.count(b"[DONE]") == 1
