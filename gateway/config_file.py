@@ -48,13 +48,29 @@ class ConfigError(ValueError):
     pass
 
 
-def expand(value):
+def expand(value, missing: list[str] | None = None):
+    """Replace ${VAR} / ${VAR:-default} (shell rules: the default also stands in for an empty
+    value; `${VAR:-}` is explicitly empty). Unset variables without a default are appended to
+    `missing`; without a list to collect them, the first one raises ConfigError."""
     if isinstance(value, str):
-        return _VAR.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            current = os.environ.get(name)
+            if default is not None:
+                return current or default
+            if current is None:
+                if missing is None:
+                    raise ConfigError(f"environment variable {name} is not set (write ${{{name}:-}} "
+                                      f"for an empty value)")
+                if name not in missing:
+                    missing.append(name)
+                return ""
+            return current
+        return _VAR.sub(sub, value)
     if isinstance(value, list):
-        return [expand(v) for v in value]
+        return [expand(v, missing) for v in value]
     if isinstance(value, dict):
-        return {k: expand(v) for k, v in value.items()}
+        return {k: expand(v, missing) for k, v in value.items()}
     return value
 
 
@@ -62,7 +78,13 @@ def load(text: str) -> dict:
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ConfigError("the config file must be a mapping with `providers` and `routing`")
-    return expand(data)
+    missing: list[str] = []
+    data = expand(data, missing)
+    if missing:
+        # An unset key or URL would otherwise become "" and fail much later, far from its cause.
+        raise ConfigError("environment variable(s) not set: " + ", ".join(missing)
+                          + " (give a default with ${VAR:-default}, or ${VAR:-} for empty)")
+    return data
 
 
 def _target(spec, providers: dict[str, Provider]) -> tuple[Provider, str, int]:
@@ -100,7 +122,7 @@ def import_config(data: dict) -> dict:
         for model in spec.get("models") or []:
             model = {"id": model} if isinstance(model, str) else model
             defaults = {f: Decimal(str(model[f])) for f in PRICE_FIELDS if model.get(f) is not None}
-            for f in ("context_window", "deployment"):
+            for f in ("context_window", "deployment", "max_output_tokens"):
                 if f in model:
                     defaults[f] = model[f]
             ProviderModel.objects.update_or_create(provider=provider, model_id=model["id"], defaults=defaults)
@@ -189,6 +211,8 @@ def export_config(include_secrets: bool = False) -> dict:
                 item["context_window"] = m.context_window
             if m.deployment:
                 item["deployment"] = m.deployment
+            if m.max_output_tokens:
+                item["max_output_tokens"] = m.max_output_tokens
             for f in PRICE_FIELDS:
                 value = getattr(m, f)
                 if value:

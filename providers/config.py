@@ -17,6 +17,7 @@ class ModelInfo:
     output_price: float = 0.0
     cache_read_price: float | None = None
     cache_write_price: float | None = None
+    max_output_tokens: int | None = None  # ProviderModel override; see providers/output_limits.py
     price: object = None  # providers.pricing.Price, resolved at snapshot build (admin → database → local)
 
 

@@ -75,6 +75,9 @@ class ProviderModel(models.Model):
     output_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     cache_read_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     cache_write_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Largest max_tokens this model accepts; translated requests asking "
+                                         "for more are clamped. Empty: the built-in table for known models.")
     enabled = models.BooleanField(default=True)
 
     class Meta:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 Target = tuple[str, str]  # (provider name, model)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-FAILURE_STATUSES = frozenset((401, 403, 404, 408, 429))
+FAILURE_STATUSES = frozenset((401, 402, 403, 404, 408, 429))  # 402: out of credits
 
 
 def counts_as_failure(status: int | None) -> bool:

@@ -75,7 +75,7 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
         if door.format == "openai_responses":
             body = await conversations.expand(body)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
-                            gw=gw)
+                            gw=gw, query=scope.get("query_string", b""))
         if admission.warning:
             ctx.warning = admission.warning
         if store:

@@ -24,6 +24,7 @@ from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, UnsupportedFeature
 from providers.codecs.openai_chat import decode_usage
 from providers.pricing import provider_price
+from providers.output_limits import max_output_tokens
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 
@@ -32,13 +33,16 @@ from .io import encode_headers, send_bytes
 from .streams import DecoderTap, OpenAIChatTap, Translator
 from .tokens import count_text, estimate_request
 
+# Another target may serve these, but retrying the same one soon will not help.
+NOT_RETRIED_ON_SAME_TARGET = frozenset(("upstream_auth", "upstream_credits"))
+
 
 class Exchange:
     """One client request: its body in the client's format, lazily decoded."""
 
     def __init__(self, ctx: RequestContext, client_format: str, endpoint: str, body: dict, send,
                  client_headers: list[tuple[bytes, bytes]] | None = None, *, stream: bool = False,
-                 gw: Gateway) -> None:
+                 gw: Gateway, query: bytes = b"") -> None:
         self.gw = gw  # its runtime stats and upstream client
         self.ctx = ctx
         self.client_format = client_format
@@ -48,6 +52,7 @@ class Exchange:
         self.send = send
         self.stream = stream
         self.client_headers = client_headers
+        self.query = query  # the client's raw query string, for same-format passthrough
         self.committed = False
         self.complete = False  # the upstream's answer arrived whole, with its usage
         self._canonical: c.Request | None = None
@@ -76,11 +81,13 @@ class Exchange:
         index, widened, rounds = 0, False, 0
         deadline = self.ctx.started + settings.GATEWAY_RETRY_DEADLINE
         last_error: GatewayError | None = None
+        spent: set[tuple[str, str]] = set()
         while True:
             if index >= len(candidates):
                 wait = _backoff(rounds, last_error)
-                # Another candidate may hold valid credentials, waiting will not fix ours.
-                if (last_error is None or not last_error.retryable or last_error.code == "upstream_auth"
+                # Candidates refused for credentials or credits are not tried again: waiting fixes neither.
+                candidates = [c for c in candidates if (c.provider.name, c.model) not in spent]
+                if (last_error is None or not last_error.retryable or not candidates
                         or rounds >= settings.GATEWAY_RETRIES
                         or time.perf_counter() + wait > deadline):
                     break
@@ -94,6 +101,8 @@ class Exchange:
             if error is None:
                 return
             last_error = error
+            if error.code in NOT_RETRIED_ON_SAME_TARGET:
+                spent.add((candidate.provider.name, candidate.model))
             if self.committed:
                 # Too late to fall back: end the stream in the client's format.
                 await self._send_stream_error(error)
@@ -191,9 +200,16 @@ class Exchange:
             translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
             translated.model = candidate.model
             translated.stream = self.stream
+            limit = max_output_tokens(candidate.model, self.ctx.model_info)
+            if limit and translated.max_tokens and translated.max_tokens > limit:
+                # The target would refuse more than it can write (Claude Code's 32000 to gpt-4o).
+                self.ctx.attempts[-1]["max_tokens_clamped"] = [translated.max_tokens, limit]
+                translated.max_tokens = limit
             body = upstream_codec.encode_request(translated)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
+        if passthrough and self.query:
+            adapter.add_query(upstream, self.query)
         ctx = self.ctx
         ctx.billable = True  # from here the provider may bill the prompt, whatever happens next
         try:

@@ -20,6 +20,7 @@ from providers.codecs import canonical as c
 from providers.codecs.base import Codec
 from providers.codecs.openai_chat import decode_usage
 from providers.codecs.errors import GatewayError
+from providers.codecs.sse import normalise_newlines, parse_event
 
 from .context import RequestContext
 
@@ -42,7 +43,7 @@ class OpenAIChatTap:
     def feed(self, chunk: bytes) -> bytes:
         buf = self.buf + chunk if self.buf else chunk
         if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
+            buf = normalise_newlines(buf)
         end = buf.rfind(b"\n\n")
         if end < 0:
             self.buf = buf
@@ -50,9 +51,11 @@ class OpenAIChatTap:
         complete, self.buf = buf[:end + 2], buf[end + 2:]
         if b'"usage":{' not in complete and b'"usage": {' not in complete and b'"error"' not in complete:
             # Hot path: nothing to read. ~one token per content event, kept for estimates.
-            self.ctx.chunks += complete.count(b"\n\n")
-            if b"data: [DONE]" in complete:
+            events = complete.count(b"\n\n")
+            if b"[DONE]" in complete and (b"data: [DONE]" in complete or b"data:[DONE]" in complete):
                 self.done = True
+                events -= 1
+            self.ctx.chunks += events
             if not self.wants_usage and b'"usage":null' in complete:
                 complete = complete.replace(b',"usage":null', b"")
             return complete
@@ -63,11 +66,11 @@ class OpenAIChatTap:
         for event in complete.split(b"\n\n"):
             if not event:
                 continue
-            if event.startswith(b"data: [DONE]"):
+            _, data = parse_event(event)  # `data:` with or without the space, comments skipped
+            if data is not None and data.strip() == b"[DONE]":
                 self.done = True
                 out.append(event + b"\n\n")
                 continue
-            data = event[6:] if event.startswith(b"data: ") else None
             obj = None
             if data is not None:
                 try:

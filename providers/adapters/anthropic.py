@@ -15,6 +15,7 @@ class AnthropicAdapter(Adapter):
     endpoints = ("generate", "count_tokens", "models")
     # Same-format clients (Claude Code …) pick the API version and beta features.
     passthrough_headers = (b"anthropic-version", b"anthropic-beta")
+    passthrough_query = True  # Claude Code calls /v1/messages?beta=true
 
     def url(self, provider: ProviderInfo, model: str, endpoint: str, wire_format: str, stream: bool) -> str:
         return provider.base_url + PATHS[endpoint]

@@ -38,6 +38,8 @@ class Adapter:
     endpoints: tuple[str, ...] = ("generate",)
     #: client headers passed upstream when the client speaks the upstream's format
     passthrough_headers: tuple[bytes, ...] = ()
+    #: the client's query string goes upstream too when the client speaks the upstream's format
+    passthrough_query: bool = False
 
     def wire_format_for(self, client_format: str, provider: ProviderInfo) -> str:
         formats = self.wire_formats
@@ -81,6 +83,11 @@ class Adapter:
         headers.update(provider.extra_headers)
         return UpstreamRequest("POST", self.url(provider, model, endpoint, wire_format, stream), headers,
                                dumps(body))
+
+    def add_query(self, request: UpstreamRequest, query: bytes) -> None:
+        """Same-format passthrough: append the client's query string where the provider takes it."""
+        if query and self.passthrough_query:
+            request.url += ("&" if "?" in request.url else "?") + query.decode("latin-1")
 
     async def send(self, client: Client, request: UpstreamRequest,
                    provider: ProviderInfo) -> "UpstreamResponse":

@@ -11,12 +11,15 @@
   along untouched on same-format passthrough.
 - Errors `{"error": {"code": 402, "message", "metadata"}}` and mid-stream error
   chunks (`error` + finish_reason "error") are read by the openai_chat codec and
-  the stream tap.
+  the stream tap. A 402 (out of credits) moves on to the next target but is not
+  retried on this one (code `upstream_credits`): waiting does not refill a wallet.
 """
 
 from __future__ import annotations
 
 from providers.config import ProviderInfo
+
+from providers.codecs.errors import GatewayError
 
 from .base import UpstreamRequest
 from .openai import OpenAICompatibleAdapter
@@ -41,3 +44,9 @@ class OpenRouterAdapter(OpenAICompatibleAdapter):
             if name.lower() not in present:  # extra_headers may spell them in any case
                 request.headers[name] = value
         return request
+
+    def decode_error(self, codec, status: int, raw: bytes, headers) -> GatewayError:
+        error = super().decode_error(codec, status, raw, headers)
+        if status == 402:
+            error.retryable, error.code = True, "upstream_credits"
+        return error

@@ -49,6 +49,7 @@ from .canonical import (
     Usage,
 )
 from .errors import GatewayError, InvalidRequest, UnsupportedFeature, error_type_for_status, is_retryable_status
+from .sequencer import BlockSequencer
 from .sse import SSEParser
 
 FORMAT = "anthropic_messages"
@@ -924,7 +925,7 @@ class AnthropicStreamEncoder(StreamEncoder):
     """
 
     __slots__ = ("_model", "_started", "_done", "_usage", "_start_usage", "_index", "_open", "_next",
-                 "_stop_reason", "_stop_sequence", "_saw_tool")
+                 "_stop_reason", "_stop_sequence", "_saw_tool", "_blocks_in_order")
 
     def __init__(self, request: Request) -> None:
         self._model = request.model
@@ -938,8 +939,15 @@ class AnthropicStreamEncoder(StreamEncoder):
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
         self._saw_tool = False
+        self._blocks_in_order = BlockSequencer()  # one block open at a time, like api.anthropic.com
 
     def encode(self, event: Event) -> bytes:
+        events = self._blocks_in_order.push(event)
+        if len(events) == 1:
+            return self._encode(events[0])
+        return b"".join(self._encode(ev) for ev in events)
+
+    def _encode(self, event: Event) -> bytes:
         if self._done:
             return b""
         if isinstance(event, BlockDelta):
@@ -1043,7 +1051,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         if event.index in self._index or event.kind not in ("text", "thinking"):
             return b""
         block = TextBlock("") if event.kind == "text" else ThinkingBlock("")
-        return self._block_start(event.index, block) + self.encode(event)
+        return self._block_start(event.index, block) + self._encode(event)
 
     def _block_stop(self, index: int) -> bytes:
         if index not in self._open:

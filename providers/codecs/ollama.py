@@ -60,6 +60,7 @@ from .canonical import (
     merge_usage,
 )
 from .errors import GatewayError, UnsupportedFeature, error_type_for_status, is_retryable_status
+from .sequencer import BlockSequencer
 
 # Options mapped to canonical fields; everything else in `options` rides in Request.extra["options"].
 _CANONICAL_OPTIONS = ("temperature", "top_p", "stop", "num_predict")
@@ -631,6 +632,7 @@ class OllamaStreamEncoder(StreamEncoder):
         self._usage = Usage()
         self._stop = None
         self._done = False
+        self._blocks_in_order = BlockSequencer()  # a tool line is written at its (deferred) BlockStop
 
     def _line(self, message: dict, done: bool = False, **extra) -> bytes:
         obj = {"model": self._model, "created_at": _now_rfc3339(), "message": message, "done": done}
@@ -638,6 +640,12 @@ class OllamaStreamEncoder(StreamEncoder):
         return _dumps_line(obj)
 
     def encode(self, event: Event) -> bytes:
+        events = self._blocks_in_order.push(event)
+        if len(events) == 1:
+            return self._encode(events[0])
+        return b"".join(self._encode(ev) for ev in events)
+
+    def _encode(self, event: Event) -> bytes:
         if self._done:
             return b""
         if isinstance(event, BlockDelta):

@@ -97,6 +97,7 @@ from .canonical import (
     merge_usage,
 )
 from .errors import ERROR_TYPES, GatewayError, InvalidRequest, UnsupportedFeature, error_type_for_status, is_retryable_status
+from .sequencer import BlockSequencer
 from .sse import SSEParser
 
 NAME = "openai_responses"
@@ -1288,6 +1289,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._blocks: dict[int, dict] = {}
         self._usage = Usage()
         self._stop_reason = None
+        self._blocks_in_order = BlockSequencer()  # an output item's arguments are final at output_item.done
 
     def _emit(self, kind: str, payload: dict) -> bytes:
         data = orjson.dumps({"type": kind, "sequence_number": self._seq, **payload})
@@ -1307,6 +1309,12 @@ class ResponsesStreamEncoder(StreamEncoder):
                 + self._emit("response.in_progress", {"response": self._response("in_progress")}))
 
     def encode(self, event: Event) -> bytes:
+        events = self._blocks_in_order.push(event)
+        if len(events) == 1:
+            return self._encode(events[0])
+        return b"".join(self._encode(ev) for ev in events)
+
+    def _encode(self, event: Event) -> bytes:
         if self._finished:
             return b""
         out = b""

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import time
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -42,12 +43,12 @@ from providers.codecs.canonical import (
 from providers.codecs.errors import GatewayError, InvalidRequest, UnsupportedFeature
 from tests.fakes.anthropic import SIGNATURE, FakeAnthropic, input_tokens_of
 
-AGENTS = "/work/shared/agents"
+AGENTS = str(Path(__file__).resolve().parents[1] / "fixtures" / "agents")  # inside the repo
 CAPTURES = sorted(glob.glob(f"{AGENTS}/*/*/*-v1_messages.json"))
 GOOSE = f"{AGENTS}/goose/anthropic-messages.json"
 ALL_BODIES = CAPTURES + [GOOSE]
 
-pytestmark = pytest.mark.skipif(not CAPTURES, reason="agent captures not available")
+assert CAPTURES, f"agent captures missing under {AGENTS}"
 
 
 def load(path: str) -> dict:

@@ -5,9 +5,8 @@ the fake Ollama over a real loopback socket."""
 from __future__ import annotations
 
 import base64
-import copy
 import json
-import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,7 +37,8 @@ from providers.codecs.errors import GatewayError, UnsupportedFeature
 from providers.codecs.ollama import CODEC, guess_image_type
 from tests.fakes.ollama import FakeOllama
 
-GOOSE_PATH = "/work/shared/agents/goose/ollama-chat.json"
+GOOSE_PATH = str(Path(__file__).resolve().parents[1] / "fixtures" / "agents"
+                 / "goose" / "ollama-chat.json")
 
 # The Goose 1.31.0 body (GOOSE_PROVIDER=ollama), kept here so the test does not depend on
 # the shared folder; test_goose_fixture_matches_shared_copy keeps the two in sync.
@@ -86,10 +86,8 @@ WEBP = base64.b64encode(b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 16).decode()
 
 
 def goose_body() -> dict:
-    if os.path.exists(GOOSE_PATH):
-        with open(GOOSE_PATH) as f:
-            return json.load(f)
-    return copy.deepcopy(GOOSE_BODY)
+    with open(GOOSE_PATH) as f:
+        return json.load(f)
 
 
 # --------------------------------------------------------------------------- requests
@@ -102,8 +100,6 @@ def test_registry_and_attributes():
 
 
 def test_goose_fixture_matches_shared_copy():
-    if not os.path.exists(GOOSE_PATH):
-        pytest.skip("shared agent captures not present")
     shared = goose_body()
     # Same structure; the shared copy has the full (long) prompt and tool descriptions.
     assert shared["model"] == GOOSE_BODY["model"]

@@ -1,15 +1,13 @@
 """OpenAI Chat Completions codec: pure unit tests (no Django, no network).
 
-Fixtures are the real client captures in /work/shared/agents (override with
-JUNCTION_AGENT_CAPTURES) and streams built exactly the way tests/fakes/openai.py
-builds them. The official `openai` SDK, driven through httpx.MockTransport, is the
-judge of whether what we encode is something an OpenAI client accepts.
+Fixtures are the real client captures in tests/fixtures/agents and streams built exactly
+the way tests/fakes/openai.py builds them. The official `openai` SDK, driven through
+httpx.MockTransport, is the judge of whether what we encode is something an OpenAI client accepts.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -47,7 +45,7 @@ from providers.codecs.errors import GatewayError, InvalidRequest, UnsupportedFea
 from providers.codecs.openai_chat import CODEC, OpenAIChatCodec
 from tests.fakes.openai import chunk_bytes, context_length_error, openai_error_body
 
-AGENTS = Path(os.environ.get("JUNCTION_AGENT_CAPTURES", "/work/shared/agents"))
+AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"  # inside the repo
 CAPTURES = [
     "goose/openai-chat.json",
     "opencode/01-openai-compatible-mock/001-v1_chat_completions.json",
@@ -60,8 +58,6 @@ CAPTURES = [
 
 def load(name: str) -> dict:
     path = AGENTS / name
-    if not path.exists():
-        pytest.skip(f"capture {path} not available")
     return json.loads(path.read_text())
 
 
@@ -942,7 +938,8 @@ TOOL_EVENTS = [
 
 
 def check_agent_rules(data: bytes, include_usage: bool) -> list[dict]:
-    """The rules from /work/shared/agents.md that break Goose's and opencode's parsers."""
+    """The rules from shared/agents.md (tests/fixtures/agents/README.md) that break Goose's and
+    opencode's parsers."""
     payloads = sse_payloads(data)
     assert payloads[-1] == b"[DONE]"
     assert payloads.count(b"[DONE]") == 1

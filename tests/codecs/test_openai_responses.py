@@ -48,7 +48,7 @@ from tests.fakes.openai import context_length_error as chat_context_length_error
 from tests.fakes.openai import openai_error_body
 from tests.fakes.openai_responses import FakeOpenAIResponses, context_length_error
 
-CAPTURE_DIR = os.environ.get("JUNCTION_AGENT_CAPTURES", "/work/shared/agents")
+CAPTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "agents")
 CAPTURES = sorted(glob.glob(os.path.join(CAPTURE_DIR, "codex", "*", "*.json")))
 CODEX_PROMPT_START = "You are a coding agent running in the Codex CLI"
 
@@ -898,7 +898,8 @@ def test_sdk_against_fake_non_stream(fake):
         client.responses.create(model="mock:context_length", input="hi")
     assert exc.value.code == "context_length_exceeded"
     # the fake's non-stream body decodes through the codec
-    raw = httpx.post(fake.url + "/v1/responses", json={"model": "mock:tools", "input": "x", "tools": PLAIN_TOOLS})
+    raw = httpx.post(fake.url + "/v1/responses", headers=AUTH,
+                     json={"model": "mock:tools", "input": "x", "tools": PLAIN_TOOLS})
     decoded = CODEC.decode_response(raw.json())
     assert decoded.stop_reason == "tool_use" and decoded.content[0].name == "read_file"
 
@@ -918,14 +919,14 @@ def test_sdk_against_fake_stream(fake):
     assert [json.loads(c.arguments) for c in calls] == [{"path": "src", "depth": 2}, {"path": "README.md"}]
 
     # raw bytes of the fake validate strictly and decode through the codec
-    with httpx.stream("POST", fake.url + "/v1/responses",
+    with httpx.stream("POST", fake.url + "/v1/responses", headers=AUTH,
                       json={"model": "mock:reasoning,cached=5,no_usage", "input": "hi", "stream": True}) as r:
         data = r.read()
     validate_strict(sse_events(data))
     s = summarize(decode_all(data))
     assert s["blocks"][1]["text"] == "Hello world this is a mock completion" and s["usage"] == Usage()
 
-    with httpx.stream("POST", fake.url + "/v1/responses",
+    with httpx.stream("POST", fake.url + "/v1/responses", headers=AUTH,
                       json={"model": "mock:drop_after=4", "input": "hi", "stream": True}) as r:
         dec = CODEC.stream_decoder()
         events = []
@@ -938,17 +939,20 @@ def test_sdk_against_fake_stream(fake):
     assert isinstance(events[-1], StreamError) and events[-1].type == "bad_gateway"
 
 
+AUTH = {"authorization": "Bearer sk-test"}  # the fake refuses keyless requests, as api.openai.com does
+
+
 def test_fake_failure_behaviours_on_responses(fake):
     url = fake.url + "/v1/responses"
-    r = httpx.post(url, json={"model": "mock:html_error", "input": "x"})
+    r = httpx.post(url, headers=AUTH, json={"model": "mock:html_error", "input": "x"})
     err = CODEC.decode_error(r.status_code, r.content)
     assert r.status_code == 502 and err.type == "api_error" and err.retryable
-    r = httpx.post(url, json={"model": "mock:status=503,retry_after=2", "input": "x"})
+    r = httpx.post(url, headers=AUTH, json={"model": "mock:status=503,retry_after=2", "input": "x"})
     assert r.status_code == 503 and r.headers["retry-after"] == "2"
     assert CODEC.decode_error(r.status_code, r.content).type == "overloaded"
-    r = httpx.post(url, json={"model": "mock:garbage", "input": "x"})
+    r = httpx.post(url, headers=AUTH, json={"model": "mock:garbage", "input": "x"})
     assert r.status_code == 200 and r.content == b"this is not json {"
-    r = httpx.post(url, json={"model": "mock:length,tokens=2", "input": "x"})
+    r = httpx.post(url, headers=AUTH, json={"model": "mock:length,tokens=2", "input": "x"})
     assert r.json()["status"] == "incomplete" and CODEC.decode_response(r.json()).stop_reason == "max_tokens"
     assert fake.last().path == "/v1/responses" and fake.last().body["model"] == "mock:length,tokens=2"
 

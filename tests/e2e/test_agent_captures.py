@@ -154,9 +154,10 @@ def test_a_real_agent_request_works_through_every_upstream(gateway, key, upstrea
     assert record.status == 200 and record.prompt_tokens > 0 and record.completion_tokens > 0
 
 
-def test_claude_codes_probe_and_beta_query_are_served(gateway, key, upstreams):
+def test_claude_codes_probe_and_beta_query_are_served(gateway, key, upstreams, fake_anthropic):
     assert httpx.head(gateway.url + "/").status_code == 200
     capture = json.loads((CAPTURES / "claude-code/01-authtoken-mockmodel/002-v1_messages.json").read_text())
     assert capture["query"] == "beta=true"
     r = replay(gateway, key, capture, f"{upstreams['anthropic'].name}/mock")
     assert r.status_code == 200
+    assert fake_anthropic.last().query == "beta=true"

@@ -362,10 +362,34 @@ class TestOpenRouter:
     def test_an_openrouter_error_keeps_its_status_and_message(self, gateway, alice, router, backup):
         r = chat(gateway, alice, {"model": f"{router.name}/openai/gpt-4o:status=402", "messages": CHAT})
         assert r.status_code == 402 and "Insufficient credits" in r.json()["error"]["message"]
-        name = world.unique("or")  # out of credits is not a reason to try elsewhere … but 502/503 are
+        name = world.unique("or")
         world.route(name, [(router, "openai/gpt-4o:status=503"), (backup, "mock")])
         r = chat(gateway, alice, {"model": name, "messages": CHAT})
         assert r.status_code == 200 and r.headers["x-gateway-provider"] == backup.name
+
+    def test_out_of_credits_moves_to_the_next_target_and_counts_for_the_circuit(self, gateway, alice, router,
+                                                                               backup, fake_openrouter):
+        """One provider's empty wallet must not fail the request when another target can serve it."""
+        name = world.unique("or402")
+        world.route(name, [(router, "openai/gpt-4o:status=402"), (backup, "mock")])
+        r = chat(gateway, alice, {"model": name, "messages": CHAT})
+        assert r.status_code == 200 and r.headers["x-gateway-provider"] == backup.name
+        rec = world.wait_record(r.headers["x-request-id"])
+        chain = [(a["provider"], a["status"]) for a in rec.attempt_chain]
+        assert chain == [(router.name, 402), (backup.name, 200)]
+        from routing.stats import counts_as_failure
+        assert counts_as_failure(402)
+
+    def test_out_of_credits_is_not_retried_on_the_same_target(self, gateway, alice, router, fake_openrouter):
+        r = chat(gateway, alice, {"model": f"{router.name}/openai/gpt-4o:status=402", "messages": CHAT})
+        assert r.status_code == 402 and r.headers["x-gateway-attempts"] == "1"
+        assert len(fake_openrouter.requests) == 1  # no backoff round for an empty wallet
+        name = world.unique("or402b")  # nor in the retry round another target's 503 starts
+        world.route(name, [(router, "openai/gpt-4o:status=402"), (router, "openai/gpt-4o:status=503")])
+        fake_openrouter.reset()
+        r = chat(gateway, alice, {"model": name, "messages": CHAT})
+        assert r.status_code >= 500
+        assert sum(1 for q in fake_openrouter.requests if q.body["model"].endswith("status=402")) == 1
 
     def test_a_mid_stream_error_ends_the_stream_with_an_error_event(self, gateway, alice, router):
         r = chat(gateway, alice, {"model": f"{router.name}/openai/gpt-4o:mid_error", "messages": CHAT,

@@ -216,7 +216,17 @@ class TestAnthropicFrontDoor:
         assert seen.headers["anthropic-beta"].startswith("interleaved-thinking")
         assert seen.body["context_management"] == {"edits": []}
         assert seen.body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+        assert seen.query == "beta=true"  # Claude Code's `?beta=true` reaches api.anthropic.com
         assert "event: message_stop" in r.text
+
+    def test_query_is_not_forwarded_when_translating(self, gateway, alice, upstreams, fake_openai):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(gateway.url + "/v1/messages?beta=true",
+                       headers={"authorization": f"Bearer {alice}", "anthropic-version": "2023-06-01"},
+                       json={"model": f"{provider.name}/mock", "max_tokens": 10,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200
+        assert fake_openai.last().query == ""  # an Anthropic beta flag means nothing to OpenAI
 
     def test_count_tokens_goes_to_anthropic_or_is_estimated(self, gateway, alice, upstreams, fake_anthropic):
         body = {"messages": [{"role": "user", "content": "Hello there, how many tokens is this?"}]}
@@ -313,3 +323,94 @@ class TestOllamaFrontDoor:
         names = [m["name"] for m in httpx.get(f"{gateway.url}/k/{alice}/api/tags").json()["models"]]
         assert f"{upstreams['anthropic'].name}/mock" in names
         assert httpx.get(gateway.url + "/api/version").json()["version"]
+
+
+class TestOutputLimits:
+    """Claude Code asks for max_tokens 32000; gpt-4o answers at most 16,384 output tokens and
+    the real API refuses more. Translated requests are clamped to the target's limit."""
+
+    def test_a_translated_request_is_clamped_to_the_known_limit_and_recorded(self, gateway, alice, upstreams,
+                                                                             fake_openai):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(gateway.url + "/v1/messages",
+                       headers={"x-api-key": alice, "anthropic-version": "2023-06-01"},
+                       json={"model": f"{provider.name}/gpt-4o", "max_tokens": 32000,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200, r.text
+        assert fake_openai.last().body["max_tokens"] == 16384
+        rec = world.wait_record(r.headers["x-request-id"])
+        assert rec.attempt_chain[0]["max_tokens_clamped"] == [32000, 16384]
+
+    def test_a_provider_model_override_wins(self, gateway, alice, fake_anthropic):
+        provider = world.provider(fake_anthropic.url, type="anthropic")
+        world.price(provider, "mock", 1, 1, max_output_tokens=2000)
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={"model": f"{provider.name}/mock", "max_tokens": 5000,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200, r.text
+        assert fake_anthropic.last().body["max_tokens"] == 2000
+        rec = world.wait_record(r.headers["x-request-id"])
+        assert rec.attempt_chain[0]["max_tokens_clamped"] == [5000, 2000]
+
+    def test_a_request_within_the_limit_is_untouched(self, gateway, alice, upstreams, fake_openai):
+        provider = upstreams["openai_chat"]
+        r = httpx.post(gateway.url + "/v1/messages",
+                       headers={"x-api-key": alice, "anthropic-version": "2023-06-01"},
+                       json={"model": f"{provider.name}/gpt-4o", "max_tokens": 1000,
+                             "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200 and fake_openai.last().body["max_tokens"] == 1000
+        assert "max_tokens_clamped" not in world.wait_record(r.headers["x-request-id"]).attempt_chain[0]
+
+
+class TestThinkingRoundTrip:
+    """The Anthropic fake signs the thinking it sends and verifies it when it comes back: a
+    second turn through any client format must return thinking, signature and tool pairing intact."""
+
+    def test_openai_chat_client_second_turn(self, gateway, alice, upstreams, fake_anthropic):
+        model = f"{upstreams['anthropic'].name}/mock:thinking,tools"
+        first = [{"role": "user", "content": "list files"}]
+        body = {"model": model, "reasoning_effort": "low", "max_tokens": 4000, "tools": TOOLS_OPENAI}
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={**body, "messages": first})
+        assert r.status_code == 200, r.text
+        message = r.json()["choices"][0]["message"]
+        assert message["thinking_blocks"] and message["tool_calls"]
+        follow = first + [message] + [{"role": "tool", "tool_call_id": c["id"], "content": "a.py"}
+                                      for c in message["tool_calls"]]
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={**body, "messages": follow})
+        assert r.status_code == 200, (r.text, fake_anthropic.rejected)
+        sent = fake_anthropic.last().body["messages"][1]["content"]
+        assert sent[0]["type"] == "thinking" and sent[0]["signature"]
+
+    def test_anthropic_client_second_turn(self, gateway, alice, upstreams, fake_anthropic):
+        client = anthropic.Anthropic(base_url=gateway.url, api_key=alice, max_retries=0)
+        args = dict(model=f"{upstreams['anthropic'].name}/mock:thinking,tools", max_tokens=4000,
+                    thinking={"type": "enabled", "budget_tokens": 1024}, tools=TOOLS_ANTHROPIC)
+        first = [{"role": "user", "content": "list files"}]
+        with client.messages.stream(messages=first, **args) as s:
+            out = s.get_final_message()
+        uses = [b for b in out.content if b.type == "tool_use"]
+        content = [b.model_dump(exclude_none=True) for b in out.content]
+        follow = first + [{"role": "assistant", "content": content},
+                          {"role": "user", "content": [
+                              {"type": "tool_result", "tool_use_id": u.id, "content": "a"} for u in uses]}]
+        again = client.messages.create(messages=follow, **args)
+        assert again.content and not fake_anthropic.rejected
+
+    def test_responses_client_second_turn(self, gateway, alice, upstreams, fake_anthropic):
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=alice, max_retries=0)
+        args = dict(model=f"{upstreams['anthropic'].name}/mock:thinking,tools", tools=TOOLS_RESPONSES,
+                    reasoning={"effort": "low"}, max_output_tokens=4000, store=False,
+                    include=["reasoning.encrypted_content"])
+        first = [{"role": "user", "content": "list files"}]
+        out = client.responses.create(input=first, **args)
+        items = [i.model_dump(exclude_none=True) for i in out.output]
+        assert any(i["type"] == "reasoning" for i in items)
+        calls = [i for i in items if i["type"] == "function_call"]
+        follow = first + items + [{"type": "function_call_output", "call_id": c["call_id"], "output": "a.py"}
+                                  for c in calls]
+        again = client.responses.create(input=follow, **args)
+        assert again.status == "completed" and not fake_anthropic.rejected
+        sent = fake_anthropic.last().body["messages"][1]["content"]
+        assert sent[0]["type"] == "thinking"

@@ -27,6 +27,9 @@ keeps `output_tokens`, which the official SDKs require.)
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 from aiohttp import web
@@ -48,8 +51,67 @@ ERRORS = {
     529: ("overloaded_error", "Overloaded"),
 }
 
-SIGNATURE = "EqQBCkYIBxgCKkBfakeSignatureForTestsOnlyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
 THINKING = "The user wants a short answer. Let me think about which tool fits best before replying."
+_SIGNING_KEY = b"fake-anthropic-signing-key"
+
+
+def sign(thinking: str) -> str:
+    """The fake signs the thinking it sends (an HMAC, base64 like the real opaque value) and
+    verifies it when a thinking block comes back: a gateway that alters either is caught."""
+    digest = hmac.new(_SIGNING_KEY, thinking.encode(), hashlib.sha256).digest()
+    return base64.b64encode(b"fakesig" + digest).decode()
+
+
+THINKING_SENT = "".join(w + " " for w in THINKING.split(" "))  # what mock:thinking streams
+SIGNATURE = sign(THINKING_SENT)
+# Standard max output tokens (docs.claude.com "Models overview" / "Model comparison").
+OUTPUT_LIMITS = {"claude-opus-4-5": 64000, "claude-opus-4-1": 32000, "claude-opus-4-2": 32000,
+                 "claude-opus-4-0": 32000, "claude-sonnet-4-5": 64000, "claude-sonnet-4-0": 64000,
+                 "claude-sonnet-4-2": 64000, "claude-haiku-4-5": 64000, "claude-3-7-sonnet": 64000,
+                 "claude-3-5-haiku": 8192, "claude-3-5-sonnet": 8192, "claude-3-haiku": 4096,
+                 "claude-3-opus": 4096}
+
+
+def output_limit(model: str) -> int | None:
+    best = max((p for p in OUTPUT_LIMITS if model.startswith(p)), key=len, default=None)
+    return OUTPUT_LIMITS[best] if best else None
+
+
+def _blocks(content) -> list:
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def check_turns(messages: list) -> str | None:
+    """tool_use <-> tool_result pairing and thinking signatures, on the turns as the API sees
+    them (consecutive same-role messages are combined into one turn, per the Messages API docs)."""
+    turns: list[tuple[str, list, int]] = []  # role, blocks, index of the first message
+    for i, m in enumerate(messages):
+        blocks = _blocks(m.get("content"))
+        if turns and turns[-1][0] == m.get("role"):
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((m.get("role"), list(blocks), i))
+    previous_uses: set = set()
+    for n, (role, blocks, i) in enumerate(turns):
+        results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+        unexpected = [r for r in results if r not in previous_uses]
+        if unexpected:
+            return (f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{unexpected[0]}. Each `tool_result` block must have a corresponding `tool_use` "
+                    f"block in the previous message.")
+        missing = [u for u in previous_uses if u not in results]
+        if missing:
+            return (f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                    f"{', '.join(sorted(missing))}. Each `tool_use` block must have a corresponding "
+                    f"`tool_result` block in the next message.")
+        previous_uses = set()
+        if role == "assistant":
+            for j, b in enumerate(blocks):
+                if b.get("type") == "tool_use":
+                    previous_uses.add(b.get("id"))
+                elif b.get("type") == "thinking" and b.get("signature") != sign(b.get("thinking") or ""):
+                    return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+    return None
 
 MODELS = [
     ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z"),
@@ -110,11 +172,18 @@ class FakeAnthropic(FakeServer):
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
             if m.get("content") in ("", []):
                 return f"messages.{i}: all messages must have non-empty content"
+        problem = check_turns(messages)
+        if problem:
+            return problem
         if count_only:
             return None
         max_tokens = body.get("max_tokens")
         if not isinstance(max_tokens, int):
             return "max_tokens: Field required"
+        limit = output_limit(body["model"].partition(":")[0])
+        if limit and max_tokens > limit:
+            return (f"max_tokens: {max_tokens} > {limit}, which is the maximum allowed number of output tokens "
+                    f"for {body['model']}")
         thinking = body.get("thinking") or {}
         if thinking.get("type") == "enabled":
             budget = thinking.get("budget_tokens")
@@ -181,6 +250,7 @@ class FakeAnthropic(FakeServer):
             return error_response(400, "request body must be a JSON object")
         problem = self.check_body(body, betas=rec.headers.get("anthropic-beta", ""))
         if problem:
+            self.rejected.append(problem)
             return error_response(400, problem)
         behaviour = Behaviour.parse(body.get("model", ""))
         if "context_length" in behaviour.flags:
@@ -205,7 +275,8 @@ class FakeAnthropic(FakeServer):
         if not body.get("stream"):
             content: list[dict] = []
             if thinking:
-                content.append({"type": "thinking", "thinking": "".join(thinking_words), "signature": SIGNATURE})
+                content.append({"type": "thinking", "thinking": "".join(thinking_words),
+                                "signature": sign("".join(thinking_words))})
             if words:
                 content.append({"type": "text", "text": "".join(words)})
             content.extend(uses)
@@ -242,7 +313,7 @@ class FakeAnthropic(FakeServer):
             start({"type": "thinking", "thinking": "", "signature": ""})
             for w in thinking_words:
                 delta({"type": "thinking_delta", "thinking": w})
-            delta({"type": "signature_delta", "signature": SIGNATURE})
+            delta({"type": "signature_delta", "signature": sign("".join(thinking_words))})
             stop_block()
             index += 1
         if words:

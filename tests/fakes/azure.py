@@ -70,6 +70,9 @@ class FakeAzure(FakeOpenAIResponses):
 
     # ------------------------------------------------------------------ checks
 
+    def check_auth(self, rec):
+        return None  # `api-key` or an Entra token, checked by denied() before any handler
+
     def denied(self, request: web.Request, v1: bool) -> web.Response | None:
         key = request.headers.get("api-key")
         bearer = request.headers.get("Authorization", "")

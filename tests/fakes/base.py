@@ -22,6 +22,13 @@ selects it without any side channel:
     mock:status=429,fail_times=1   fail only the first request with this model string
     mock:stall_after=3        stop sending after N stream chunks, connection left open
 
+Stream shapes real servers send (SSE streams; combine freely):
+    mock:nospace              `data:{...}` / `event:name` without the optional space (WHATWG SSE allows it)
+    mock:split=1              every event written in pieces of N bytes, one TCP write each
+    mock:keepalive            `: keep-alive` comment lines between events (OpenRouter, proxies)
+    mock:crlf                 CRLF line ends
+    mock:interleave           (OpenAI chat) parallel tool-call argument fragments interleaved
+
 Every request is recorded (`server.requests`) and every stream the client closed
 early is counted (`server.disconnects`), so tests can assert what the gateway sent.
 """
@@ -101,6 +108,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.rejected: list[str] = []  # error bodies of requests the strict checks refused
         self.disconnects = 0
         self.completed_streams = 0
         self.failures: dict[str, int] = {}
@@ -157,6 +165,7 @@ class FakeServer:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.rejected.clear()
         self.disconnects = 0
         self.completed_streams = 0
 
@@ -174,9 +183,25 @@ class FakeServer:
         self.requests.append(rec)
         return rec
 
+    @staticmethod
+    def reshape(chunks, behaviour: Behaviour) -> list[bytes]:
+        """Apply the SSE shape options (nospace, keepalive, crlf) to a list of events."""
+        flags = behaviour.flags
+        out = list(chunks)
+        if "nospace" in flags:
+            out = [c.replace(b"data: ", b"data:").replace(b"event: ", b"event:") for c in out]
+        if "keepalive" in flags:
+            out = [piece for c in out for piece in (b": keep-alive\n\n", c)]
+        if "crlf" in flags:
+            out = [c.replace(b"\n", b"\r\n") for c in out]
+        return out
+
     async def stream(self, request: web.Request, chunks, behaviour: Behaviour,
                      content_type: str = "text/event-stream", headers: dict | None = None) -> web.StreamResponse:
         """Write `chunks` (bytes) honouring first_delay/token_delay/drop_after; count disconnects."""
+        if content_type == "text/event-stream":
+            chunks = self.reshape(chunks, behaviour)
+        split = int(behaviour.flags.get("split") or 0)
         resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache",
                                                        **(headers or {})})
         if behaviour.first_delay:
@@ -192,7 +217,12 @@ class FakeServer:
                     await asyncio.sleep(3600)  # connection open, no more bytes
                 if i and behaviour.token_delay:
                     await asyncio.sleep(behaviour.token_delay)
-                await resp.write(chunk)
+                if split:
+                    for j in range(0, len(chunk), split):
+                        await resp.write(chunk[j:j + split])
+                        await asyncio.sleep(0)  # let each piece leave as its own write
+                else:
+                    await resp.write(chunk)
             await resp.write_eof()
             self.completed_streams += 1
         except (ConnectionResetError, asyncio.CancelledError):

@@ -100,6 +100,34 @@ def exception_frame(exception_type: str, message: str, **extra) -> bytes:
                  json.dumps({"message": message, **extra}, separators=(",", ":")).encode())
 
 
+def check_conversation(body: dict) -> str | None:
+    """Converse rules (docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
+    Message): starts with a user message, roles alternate, every toolResult answers a toolUse
+    of the previous turn and every toolUse is answered in the next one."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or (messages[0] or {}).get("role") != "user":
+        return "A conversation must start with a user message. Try again with a conversation that starts with a " \
+               "user message."
+    uses: set = set()
+    for i, m in enumerate(messages):
+        role = (m or {}).get("role")
+        if role not in ("user", "assistant"):
+            return f"Value '{role}' at 'messages.{i + 1}.member.role' failed to satisfy constraint: Member must " \
+                   f"satisfy enum value set: [user, assistant]"
+        if i and role == messages[i - 1].get("role"):
+            return "A conversation must alternate between user and assistant roles. Make sure the conversation " \
+                   "alternates between user and assistant roles and try again."
+        content = [b for b in (m.get("content") or []) if isinstance(b, dict)]
+        results = {b["toolResult"].get("toolUseId") for b in content if isinstance(b.get("toolResult"), dict)}
+        if results - uses or (uses and uses - results):
+            return f"The number of toolResult blocks at messages.{i}.content exceeds the number of toolUse blocks " \
+                   f"of previous turn." if results - uses else \
+                   f"Expected toolResult blocks at messages.{i}.content for the following Ids: " \
+                   + ", ".join(sorted(uses - results))
+        uses = {b["toolUse"].get("toolUseId") for b in content if isinstance(b.get("toolUse"), dict)}
+    return None
+
+
 def aws_error(status: int, type_name: str | None = None, message: str | None = None) -> web.Response:
     default_type, default_message = ERRORS.get(status, ("InternalServerException", "Upstream error %d." % status))
     type_name = type_name or default_type
@@ -198,8 +226,10 @@ class FakeBedrock(FakeServer):
         body = rec.body
         if not isinstance(body, dict):
             return aws_error(400, "SerializationException", "Could not parse the request body.")
-        if not body.get("messages"):
-            return aws_error(400, "ValidationException", "A conversation must start with a user message.")
+        problem = check_conversation(body)
+        if problem:
+            self.rejected.append(problem)
+            return aws_error(400, "ValidationException", problem)
         if "context_length" in behaviour.flags:
             return aws_error(400, "ValidationException", "Input is too long for requested model.")
         if behaviour.status:

@@ -42,6 +42,85 @@ def chunk_bytes(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
+# Largest completion budget per model family (platform.openai.com/docs/models: "Max output tokens").
+OUTPUT_LIMITS = {"gpt-4o": 16384, "gpt-4o-mini": 16384, "gpt-4.1": 32768, "gpt-4-turbo": 4096,
+                 "gpt-3.5-turbo": 4096, "o1": 100000, "o3": 100000, "o4-mini": 100000, "gpt-5": 128000}
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+def output_limit(model: str) -> int | None:
+    best = max((p for p in OUTPUT_LIMITS if model.startswith(p)), key=len, default=None)
+    return OUTPUT_LIMITS[best] if best else None
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                        "code": code}}, status=400)
+
+
+def check_chat_body(body: dict) -> web.Response | None:
+    """The chat-completions rules a gateway can get wrong by translating (see tests/fakes/README.md)."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return invalid("you must provide a model parameter", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return invalid("[] is too short - 'messages'" if messages == [] else
+                       "Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+    pending: list[str] = []  # tool_call ids still waiting for their tool message
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in CHAT_ROLES:
+            return invalid(f"Invalid value: '{(m or {}).get('role')}'. Supported values are: 'system', "
+                           f"'assistant', 'user', 'function', 'tool', and 'developer'.", f"messages[{i}].role",
+                           "invalid_value")
+        role = m["role"]
+        if role == "tool":
+            if m.get("tool_call_id") not in pending:
+                return invalid("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                               "message with 'tool_calls'.", f"messages.[{i}].role")
+            pending.remove(m["tool_call_id"])
+            continue
+        if pending:
+            return invalid("An assistant message with 'tool_calls' must be followed by tool messages responding "
+                           "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                           + ", ".join(pending), f"messages.[{i}].role")
+        if role == "assistant" and m.get("tool_calls"):
+            pending = [c.get("id") for c in m["tool_calls"] if isinstance(c, dict)]
+    model = body["model"].partition(":")[0]
+    if model.startswith(REASONING_PREFIXES) and body.get("max_tokens") is not None:
+        return invalid("Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                       "'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+    asked = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = output_limit(model)
+    if isinstance(asked, int) and limit and asked > limit:
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        return invalid(f"{key} is too large: {asked}. This model supports at most {limit} completion tokens, "
+                       f"whereas you provided {asked}.", key, "invalid_value")
+    if body.get("stream_options") is not None and not body.get("stream"):
+        return invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                       "stream_options", "invalid_value")
+    return None
+
+
+def tool_call_deltas(calls: list[dict], interleave: bool = False, step: int = 7) -> list[dict]:
+    """`delta` objects streaming `calls`: a head (id, name) then argument fragments of `step`
+    characters. With `interleave` the fragments of parallel calls alternate (0, 1, 0, 1 ...),
+    as some OpenAI-compatible servers send them; OpenAI itself sends one call after another."""
+    heads, frags = [], []
+    for i, call in enumerate(calls):
+        heads.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                      "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        args = call["function"]["arguments"]
+        frags.append([{"tool_calls": [{"index": i, "function": {"arguments": args[j:j + step]}}]}
+                      for j in range(0, len(args), step)])
+    if not interleave:
+        return [d for head, parts in zip(heads, frags) for d in [head] + parts]
+    out = list(heads)
+    for k in range(max((len(f) for f in frags), default=0)):
+        out += [parts[k] for parts in frags if k < len(parts)]
+    return out
+
+
 class FakeOpenAI(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -90,13 +169,30 @@ class FakeOpenAI(FakeServer):
                           "function": {"name": second, "arguments": json.dumps({"path": "README.md"})}})
         return calls
 
-    async def prelude(self, request: web.Request, context_error=None):
-        """Record the request and apply the shared failure behaviours: returns
-        (body, behaviour), or the error response to send instead."""
+    def check_auth(self, rec) -> web.Response | None:
+        """`Authorization: Bearer <key>` (platform.openai.com/docs/api-reference/authentication)."""
+        auth = rec.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return web.json_response({"error": {
+                "message": "You didn't provide an API key. You need to provide your API key in an Authorization "
+                           "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "type": "invalid_request_error", "param": None, "code": None}}, status=401)
+        return None
+
+    def check_body(self, body: dict) -> web.Response | None:
+        return check_chat_body(body)
+
+    async def prelude(self, request: web.Request, context_error=None, check=None):
+        """Record the request, check it like the real API and apply the shared failure
+        behaviours: returns (body, behaviour), or the error response to send instead."""
         rec = await self.record(request)
         body = rec.body
         if not isinstance(body, dict):
             return web.json_response(openai_error_body(400), status=400)
+        refused = self.check_auth(rec) or (check or self.check_body)(body)
+        if refused is not None:
+            self.rejected.append(refused.text)
+            return refused
         behaviour = Behaviour.parse(body.get("model", ""))
         if "context_length" in behaviour.flags:
             return web.json_response((context_error or context_length_error)(), status=400)
@@ -138,12 +234,7 @@ class FakeOpenAI(FakeServer):
 
         chunks = [chunk({"role": "assistant", "content": "" if not calls else None, "refusal": None})]
         chunks += [chunk({"content": w}) for w in words]
-        for i, call in enumerate(calls):
-            args = call["function"]["arguments"]
-            chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                                 "function": {"name": call["function"]["name"], "arguments": ""}}]}))
-            for j in range(0, len(args), 7):
-                chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 7]}}]}))
+        chunks += [chunk(d) for d in tool_call_deltas(calls, interleave="interleave" in behaviour.flags)]
         chunks.append(chunk({}, finish))
         if include_usage:
             chunks.append(chunk_bytes(dict(base, choices=[], usage=self.usage(body, behaviour, completion_tokens))))

@@ -29,7 +29,7 @@ import time
 from aiohttp import web
 
 from .base import Behaviour, prompt_tokens_of
-from .openai import FakeOpenAI
+from .openai import FakeOpenAI, invalid, output_limit
 
 REASONING_TEXT = "**Planning the answer**\n\nThe user wants a short mock reply, so I will answer directly."
 
@@ -67,6 +67,30 @@ def function_tools(body: dict) -> list[tuple[str, str | None]]:
 def split_words(text: str) -> list[str]:
     first, *rest = text.split(" ")
     return [first] + [" " + w for w in rest]
+
+
+def check_responses_body(body: dict) -> web.Response | None:
+    """Responses API rules a translating gateway can break (see tests/fakes/README.md)."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return invalid("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+    items = body.get("input")
+    if isinstance(items, list) and not body.get("previous_response_id"):
+        calls = set()
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") in ("function_call", "custom_tool_call"):
+                calls.add(item.get("call_id"))
+            elif item.get("type") in ("function_call_output", "custom_tool_call_output") \
+                    and item.get("call_id") not in calls:
+                return invalid(f"No tool call found for function call output with call_id {item.get('call_id')}.",
+                               f"input[{i}]")
+    asked = body.get("max_output_tokens")
+    limit = output_limit(body["model"].partition(":")[0])
+    if isinstance(asked, int) and limit and asked > limit:
+        return invalid(f"max_output_tokens is too large: {asked}. This model supports at most {limit} output "
+                       f"tokens, whereas you provided {asked}.", "max_output_tokens", "invalid_value")
+    return None
 
 
 class FakeOpenAIResponses(FakeOpenAI):
@@ -212,7 +236,7 @@ class FakeOpenAIResponses(FakeOpenAI):
 
     # ------------------------------------------------------------------ handlers
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        started = await self.prelude(request, context_length_error)
+        started = await self.prelude(request, context_length_error, check_responses_body)
         if isinstance(started, web.StreamResponse):
             return started
         body, behaviour = started

@@ -12,7 +12,7 @@ from routing.router import Candidate
 from providers.config import ModelInfo, ProviderInfo
 from routing.table import ConfigSnapshot, KeyInfo, RouteInfo, RuleInfo, TargetInfo
 
-AGENTS = Path("/work/shared/agents")
+AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"  # inside the repo
 FORMATS = {"v1_messages": "anthropic_messages", "v1_chat_completions": "openai_chat",
            "v1_responses": "openai_responses"}
 
@@ -53,7 +53,7 @@ def names(cands) -> list[str]:
 
 
 def capture(relative: str):
-    """(format, body, headers, raw) from a capture file under shared/agents/."""
+    """(format, body, headers, raw) from a capture file under tests/fixtures/agents/."""
     path = AGENTS / relative
     data = json.loads(path.read_text())
     if relative.startswith("goose/"):
