@@ -19,7 +19,8 @@ _ids = itertools.count(1)
 class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type", "error_message", "usage", "ttft",
-                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning")
+                 "attempts", "session_id", "disconnected", "recorded", "chunks", "warning",
+                 "dropped_tools")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -46,6 +47,7 @@ class RequestContext:
         self.recorded = False
         self.chunks = 0  # content-bearing stream events, for usage estimates
         self.warning = ""  # soft budget spent: x-gateway-budget-warning
+        self.dropped_tools: list[str] = []  # hosted tools left out upstream: x-gateway-dropped-tools
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
@@ -97,6 +99,7 @@ class RequestContext:
             "attempt_chain": self.attempts,
             "session_id": self.session_id[:200],
             "client_disconnected": self.disconnected,
+            "dropped_tools": self.dropped_tools,
         }
 
     def response_headers(self) -> dict[str, str]:
@@ -112,6 +115,8 @@ class RequestContext:
         }
         if self.warning:
             headers["x-gateway-budget-warning"] = _header_safe(self.warning)
+        if self.dropped_tools:
+            headers["x-gateway-dropped-tools"] = _header_safe(",".join(self.dropped_tools))
         return headers
 
 

@@ -20,13 +20,14 @@ from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
-from providers.codecs.errors import GatewayError, UnsupportedFeature
+from providers.codecs.errors import GatewayError
 from providers.codecs.openai_chat import decode_usage
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 from routing.stats import STATS
 
 from .context import RequestContext
+from .hosted_tools import apply_policy, apply_body_options
 from .io import encode_headers, send_bytes
 from .streams import DecoderTap, OpenAIChatTap, Translator
 
@@ -47,6 +48,7 @@ class Exchange:
         self.committed = False
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
+        self.hosted_tools = "map"  # the route's hosted-tools policy (set by run from the decision)
 
     @property
     def canonical(self) -> c.Request:
@@ -68,6 +70,8 @@ class Exchange:
         GATEWAY_RETRY_DEADLINE. A context-length error widens the chain once with
         larger-context targets."""
         candidates = list(plan.candidates)
+        if decision is not None:
+            self.hosted_tools = decision.hosted_tools
         index, widened, rounds = 0, False, 0
         deadline = self.ctx.started + settings.GATEWAY_RETRY_DEADLINE
         last_error: GatewayError | None = None
@@ -164,16 +168,17 @@ class Exchange:
             body = dict(self.body)  # shallow: the adapter only replaces top-level fields
         else:
             request = self.canonical
-            hosted = [t.name for t in request.tools or () if t.extra.get("hosted")]
-            if hosted:
-                # Provider-hosted tools (web_search …) exist only on the client's own API.
-                raise UnsupportedFeature(f"hosted tools ({', '.join(hosted)}) are not available on provider "
-                                         f"`{provider.name}` ({provider.type}); route this request to a provider "
-                                         f"that speaks {self.client_format} or remove them")
             translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
             translated.model = candidate.model
             translated.stream = self.stream
+            mapped: list[str] = []
+            if request.tools:
+                # Provider-hosted tools (web_search …): mapped, dropped or refused by route policy.
+                translated.tools, translated.tool_choice, mapped, self.ctx.dropped_tools = apply_policy(
+                    request, self.hosted_tools, upstream_format, provider.type, provider.name)
             body = upstream_codec.encode_request(translated)
+            if mapped:
+                apply_body_options(body, mapped, provider.type)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
         response = await adapter.send(upstream, provider)

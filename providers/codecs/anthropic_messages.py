@@ -346,6 +346,8 @@ def _encode_block(b: Block) -> dict | None:
 
 
 def _encode_tool(t: Tool, same_format: bool) -> dict:
+    if t.extra and isinstance(t.extra.get("server_tool"), dict):
+        return dict(t.extra["server_tool"])  # a hosted tool the gateway mapped to Anthropic's own
     extra = t.extra if same_format else None
     if extra and extra.get("type") not in (None, "custom"):
         # server tool (web_search_20250305, bash_20250124 ...): no input_schema

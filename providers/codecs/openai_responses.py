@@ -241,6 +241,9 @@ def _encode_tools(tools: list[Tool], same_format: bool) -> list[dict]:
     namespaces: dict[str, dict] = {}
     for t in tools:
         extra = t.extra or {}
+        if isinstance(extra.get("server_tool"), dict):
+            out.append(dict(extra["server_tool"]))  # a hosted tool the gateway mapped to the Responses API's own
+            continue
         hosted = extra.get("hosted")
         if hosted is not None:
             if not same_format or not isinstance(hosted, dict):
