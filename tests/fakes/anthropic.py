@@ -31,7 +31,7 @@ import json
 
 from aiohttp import web
 
-from .base import Behaviour, FakeServer
+from .base import Behaviour, FakeServer, agent_call
 
 ERRORS = {
     400: ("invalid_request_error", "Invalid request."),
@@ -162,6 +162,13 @@ class FakeAnthropic(FakeServer):
 
     def tool_uses(self, body: dict, behaviour: Behaviour) -> list[dict]:
         tools = [t for t in (body.get("tools") or []) if "input_schema" in t]
+        if "agent_turn" in behaviour.flags and tools:
+            last = (body.get("messages") or [{}])[-1].get("content")
+            answered = isinstance(last, list) and any(isinstance(b, dict) and b.get("type") == "tool_result"
+                                                       for b in last)
+            call = agent_call([t["name"] for t in tools], answered)
+            return [] if call is None else [{"type": "tool_use", "id": "toolu_fakeagent01", "name": call[0],
+                                             "input": call[1]}]
         if not (behaviour.tools or behaviour.parallel_tools) or not tools:
             return []
         uses = [{"type": "tool_use", "id": "toolu_fake0001", "name": tools[0]["name"],
