@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -196,15 +195,33 @@ def test_a_real_agent_cli_completes_a_tool_turn(request, agent_clis, gateway, tm
     assert proc.returncode == 0, output
     calls = [r for r in fake.requests if r.method == "POST" and r.path.endswith(spec.generate)]
     # The CLI ran the tool the model called and sent its output back in a later request.
-    answered = [r for r in calls if AGENT_MARKER + "\\n" in r.raw.decode("utf-8", "replace")
-                or re.search(AGENT_MARKER + r"\s*\n", json.dumps(r.body or {}).replace("\\n", "\n"))]
-    assert len(calls) >= 2 and answered, f"{len(calls)} upstream calls, none with the tool output\n{output}"
+    # The marker is in the prompt; a request that also holds the tool call's arguments and the
+    # tool's output holds it at least twice more.
+    seen = [r.raw.count(AGENT_MARKER.encode()) for r in calls]
+    answered = [n for n in seen if n >= min(seen) + 2]
+    assert len(calls) >= 2 and answered, \
+        f"{len(calls)} upstream calls, none with the tool output\n{output}\n{describe(calls)}"
     records = records_for_key(key_row.id, len(calls))
     assert len(records) == len(calls), f"{len(records)} usage records for {len(calls)} upstream calls"
     for rec in records:
-        assert rec.status == 200 and rec.provider == provider.name, (rec.status, rec.error_message)
+        assert rec.status == 200 and rec.provider == provider.name, \
+            (rec.status, rec.error_message, describe(calls))
         assert rec.prompt_tokens > 0 and rec.completion_tokens > 0
     RESULTS[(client, upstream)] = "pass"
+
+
+def describe(calls) -> str:
+    """What each upstream call offered and ended with, for a failure message."""
+    lines = []
+    for r in calls:
+        body = r.body or {}
+        tools = body.get("tools") or (body.get("toolConfig") or {}).get("tools") or []
+        names = [t.get("name") or (t.get("function") or {}).get("name") or (t.get("toolSpec") or {}).get("name")
+                 or t.get("type") for t in tools]
+        tail = (body.get("messages") or body.get("input") or [None])[-1]
+        beta = r.headers.get("anthropic-beta", "")
+        lines.append(f"{r.path} beta={beta} tools={names} last={json.dumps(tail)[:200]}")
+    return "\n".join(lines)
 
 
 def write_table(results: dict[tuple[str, str], str]) -> None:

@@ -104,8 +104,9 @@ class FakeAnthropic(FakeServer):
         if not isinstance(messages, list) or not messages:
             return "messages: Field required"
         for i, m in enumerate(messages):
-            # `role: "system"` mid-conversation exists behind the beta Claude Code sends.
-            roles = ("user", "assistant", "system") if "mid-conversation-system" in betas else ("user", "assistant")
+            # `role: "system"` mid-conversation exists behind the betas Claude Code sends
+            # (2.1.197: mid-conversation-system; 2.1.332: mid-conversation-tool-changes).
+            roles = ("user", "assistant", "system") if "mid-conversation-" in betas else ("user", "assistant")
             if not isinstance(m, dict) or m.get("role") not in roles:
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
             if m.get("content") in ("", []):
