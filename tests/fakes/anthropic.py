@@ -111,6 +111,13 @@ class FakeAnthropic(FakeServer):
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
             if m.get("content") in ("", []):
                 return f"messages.{i}: all messages must have non-empty content"
+        for i, t in enumerate(body.get("tools") or []):
+            kind = t.get("type") if isinstance(t, dict) else None
+            if isinstance(kind, str) and kind.startswith("web_search_"):
+                if kind != "web_search_20250305" or t.get("name") != "web_search":
+                    return f"tools.{i}: server tool type {kind!r} needs name 'web_search'"
+            elif kind in (None, "custom") and not isinstance((t or {}).get("input_schema"), dict):
+                return f"tools.{i}.custom.input_schema: Field required"
         if count_only:
             return None
         max_tokens = body.get("max_tokens")
@@ -179,6 +186,18 @@ class FakeAnthropic(FakeServer):
                          "input": {"path": "README.md"}})
         return uses
 
+    def web_search(self, body: dict, behaviour: Behaviour) -> list[dict]:
+        """mock:web_search: the server web search ran (only when the request offered it)."""
+        offered = any(isinstance(t, dict) and t.get("type") == "web_search_20250305" for t in body.get("tools") or [])
+        if "web_search" not in behaviour.flags or not offered:
+            return []
+        return [{"type": "server_tool_use", "id": "srvtoolu_fake0001", "name": "web_search",
+                 "input": {"query": "junction llm gateway"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_fake0001",
+                 "content": [{"type": "web_search_result", "url": "https://example.com/junction",
+                              "title": "Junction", "encrypted_content": "EqgfCioIARgBIiQ3YTAwMjY1Mi1mZjM5",
+                              "page_age": "November 30, 2026"}]}]
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         rec = await self.record(request)
         bad = self.check_headers(rec)
@@ -202,6 +221,7 @@ class FakeAnthropic(FakeServer):
 
         uses = self.tool_uses(body, behaviour)
         words = [] if uses else behaviour.words()
+        searched = self.web_search(body, behaviour)
         thinking = "thinking" in behaviour.flags
         thinking_words = [w + " " for w in THINKING.split(" ")] if thinking else []
         output_tokens = (len(words) + len(thinking_words)
@@ -214,6 +234,7 @@ class FakeAnthropic(FakeServer):
             content: list[dict] = []
             if thinking:
                 content.append({"type": "thinking", "thinking": "".join(thinking_words), "signature": SIGNATURE})
+            content.extend(searched)
             if words:
                 content.append({"type": "text", "text": "".join(words)})
             content.extend(uses)
@@ -221,6 +242,8 @@ class FakeAnthropic(FakeServer):
                    "content": content, "stop_reason": stop, "stop_sequence": None}
             if not behaviour.no_usage:
                 out["usage"] = self.usage(body, behaviour, output_tokens)
+                if searched:
+                    out["usage"]["server_tool_use"] = {"web_search_requests": 1}
             return web.json_response(out, headers=headers)
 
         message = {"id": ident, "type": "message", "role": "assistant", "model": behaviour.model, "content": [],
@@ -251,6 +274,15 @@ class FakeAnthropic(FakeServer):
             for w in thinking_words:
                 delta({"type": "thinking_delta", "thinking": w})
             delta({"type": "signature_delta", "signature": SIGNATURE})
+            stop_block()
+            index += 1
+        for block in searched:
+            if block["type"] == "server_tool_use":  # input streamed as JSON deltas, as the API does
+                start(dict(block, input={}))
+                delta({"type": "input_json_delta", "partial_json": ""})
+                delta({"type": "input_json_delta", "partial_json": json.dumps(block["input"])})
+            else:
+                start(block)
             stop_block()
             index += 1
         if words:

@@ -21,6 +21,8 @@ selects it without any side channel:
     mock:cached=100           report that many cached prompt tokens
     mock:status=429,fail_times=1   fail only the first request with this model string
     mock:stall_after=3        stop sending after N stream chunks, connection left open
+    mock:web_search           (Anthropic) when the request offers web_search_20250305: a
+                              server_tool_use and a web_search_tool_result block first
     mock:linger=0.5           keep a finished stream open that long before closing it
     mock:agent_turn           a real agent CLI's turn: while the conversation holds no tool
                               result, call the CLI's shell tool (Codex exec_command, Claude
