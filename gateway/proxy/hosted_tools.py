@@ -23,6 +23,7 @@ WEB_SEARCH = "web_search"
 _RESPONSES_WEB_SEARCH = frozenset({"web_search", "web_search_preview", "web_search_preview_2025_03_11",
                                    "web_search_2025_08_26"})
 ANTHROPIC_WEB_SEARCH = {"type": "web_search_20250305", "name": WEB_SEARCH}
+_ANTHROPIC_SERVER_RUN = ("web_search_", "web_fetch_", "code_execution_")
 
 
 def hosted_kind(tool: c.Tool) -> str | None:
@@ -31,12 +32,17 @@ def hosted_kind(tool: c.Tool) -> str | None:
     if not extra:
         return None
     hosted = extra.get("hosted")
-    if isinstance(hosted, dict):  # from a Responses client
+    if isinstance(hosted, dict):  # from a Responses client: web_search, file_search, custom (apply_patch) …
         kind = hosted.get("type")
-        return WEB_SEARCH if kind in _RESPONSES_WEB_SEARCH else str(kind or tool.name)
-    kind = extra.get("type")  # from an Anthropic client: server tools carry a dated `type`
-    if isinstance(kind, str) and kind not in ("custom", "function"):
+        if kind in _RESPONSES_WEB_SEARCH:
+            return WEB_SEARCH
+        name = hosted.get("name")
+        return name if isinstance(name, str) and name else str(kind or tool.name)
+    kind = extra.get("type")  # from an Anthropic client: server-run tools carry a dated `type`
+    if isinstance(kind, str) and kind.startswith(_ANTHROPIC_SERVER_RUN):
         return WEB_SEARCH if kind.startswith("web_search_") else tool.name
+    # Anthropic-defined tools the *client* runs (bash_2025…, text_editor_…, computer_…) stay
+    # ordinary tools: the model calls them and the client answers, on any upstream.
     return None
 
 

@@ -219,3 +219,22 @@ def test_an_unknown_hosted_tools_policy_is_a_config_error():
     with pytest.raises(ConfigError, match="hosted_tools must be one of map, drop, refuse"):
         import_config({"providers": [{"name": "ht-x", "type": "ollama"}],
                        "routes": [{"name": "ht-bad", "targets": ["ht-x"], "hosted_tools": "maybe"}]})
+
+
+def test_other_hosted_tools_are_dropped_by_name_and_client_run_anthropic_tools_stay(gateway, key, fake_openai):
+    provider = world.provider(fake_openai.url + "/v1", wire_api="chat")
+    apply_patch = {"type": "custom", "name": "apply_patch", "description": "Patch files",
+                   "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+    r = responses(gateway, key, {"model": routed("custom", provider, "mock"), "input": "hi",
+                                 "tools": [FUNCTION, apply_patch, WEB_SEARCH, {"type": "file_search"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-gateway-dropped-tools"] == "apply_patch,web_search,file_search"
+    r = httpx.post(gateway.url + "/v1/messages", timeout=30,
+                   headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                   json={"model": routed("anthropic-tools", provider, "mock"), "max_tokens": 100,
+                         "messages": [{"role": "user", "content": "hi"}],
+                         "tools": [{"type": "bash_20250124", "name": "bash"},
+                                   {"type": "web_fetch_20250910", "name": "web_fetch"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-gateway-dropped-tools"] == "web_fetch"
+    assert [t["function"]["name"] for t in fake_openai.last().body["tools"]] == ["bash"]
