@@ -84,7 +84,7 @@ def _offline_env(home: Path, gateway_url: str) -> dict:
 
 def codex_command(home: Path, gateway_url: str, key: str, model: str) -> tuple[list[str], dict]:
     codex_home = home / ".codex"
-    codex_home.mkdir()
+    codex_home.mkdir(exist_ok=True)
     # As the README tells users, plus everything that would phone home switched off.
     (codex_home / "config.toml").write_text(f'''
 model = "{model}"
@@ -154,6 +154,13 @@ def agent_clis():
     return BIN
 
 
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory):
+    """One HOME per CLI for the whole matrix: opencode spends seconds setting up its state
+    database in a fresh one (the config is rewritten for every run)."""
+    return {client: tmp_path_factory.mktemp(f"home-{client}") for client in CLIENTS}
+
+
 @pytest.fixture(scope="module", autouse=True)
 def compatibility_table():
     yield
@@ -177,7 +184,7 @@ def records_for_key(key_id: int, count: int, timeout: float = 10.0) -> list[Usag
 
 @pytest.mark.parametrize("upstream", list(UPSTREAMS))
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_a_real_agent_cli_completes_a_tool_turn(request, agent_clis, gateway, tmp_path, client, upstream):
+def test_a_real_agent_cli_completes_a_tool_turn(request, agent_clis, gateway, homes, tmp_path, client, upstream):
     spec = UPSTREAMS[upstream]
     fake = request.getfixturevalue(spec.fake)
     fake.reset()
@@ -185,7 +192,7 @@ def test_a_real_agent_cli_completes_a_tool_turn(request, agent_clis, gateway, tm
     route = world.unique(f"agent-{upstream}")
     world.route(route, [(provider, spec.model)])
     key_row, key = key_issue(username="agent-cli", name=world.unique(client))
-    command, env = COMMANDS[client](tmp_path, gateway.url, key, route)
+    command, env = COMMANDS[client](homes[client], gateway.url, key, route)
     work = tmp_path / "work"
     work.mkdir()
     RESULTS[(client, upstream)] = "fail"
