@@ -164,6 +164,8 @@ class Exchange:
             if self.endpoint == "generate" else self.client_format
         passthrough = upstream_format == self.client_format
         upstream_codec = get_codec(upstream_format)
+        if self.ctx.dropped_tools:
+            self.ctx.dropped_tools = []  # an earlier candidate's: this one may run them
         if passthrough:
             body = dict(self.body)  # shallow: the adapter only replaces top-level fields
         else:

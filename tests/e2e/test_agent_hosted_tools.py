@@ -238,3 +238,14 @@ def test_other_hosted_tools_are_dropped_by_name_and_client_run_anthropic_tools_s
     assert r.status_code == 200, r.text
     assert r.headers["x-gateway-dropped-tools"] == "web_fetch"
     assert [t["function"]["name"] for t in fake_openai.last().body["tools"]] == ["bash"]
+
+
+def test_a_fallback_that_runs_the_hosted_tool_reports_nothing_dropped(gateway, key, fake_openai):
+    chat_only = world.provider(fake_openai.url + "/v1", wire_api="chat")
+    responses_api = world.provider(fake_openai.url + "/v1", wire_api="responses")
+    route = world.route(world.unique("fallback"), [(chat_only, "mock:status=500"), (responses_api, "mock")])
+    r = responses(gateway, key, {"model": route.name, "input": "hi", "tools": [FUNCTION, WEB_SEARCH]})
+    assert r.status_code == 200 and r.headers["x-gateway-attempts"] == "2"
+    assert "x-gateway-dropped-tools" not in r.headers
+    assert fake_openai.last().body["tools"][-1] == WEB_SEARCH
+    assert world.wait_record(r.headers["x-request-id"]).dropped_tools == []
