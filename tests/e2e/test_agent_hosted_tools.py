@@ -249,3 +249,21 @@ def test_a_fallback_that_runs_the_hosted_tool_reports_nothing_dropped(gateway, k
     assert "x-gateway-dropped-tools" not in r.headers
     assert fake_openai.last().body["tools"][-1] == WEB_SEARCH
     assert world.wait_record(r.headers["x-request-id"]).dropped_tools == []
+
+
+def test_codex_replays_a_mapped_search_in_its_next_turn(gateway, key, fake_anthropic):
+    """Codex sends the whole conversation again, the web_search_call item included (store: false)."""
+    provider = world.provider(fake_anthropic.url, type="anthropic")
+    model = routed("anthropic-replay", provider, "mock:web_search")
+    first = responses(gateway, key, {"model": model, "input": "search", "tools": [FUNCTION, WEB_SEARCH],
+                                     "store": False}).json()
+    items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "search"}]}]
+    items += first["output"] + [{"type": "message", "role": "user",
+                                 "content": [{"type": "input_text", "text": "thanks"}]}]
+    assert items[1]["type"] == "web_search_call"
+    r = responses(gateway, key, {"model": model, "input": items, "tools": [FUNCTION, WEB_SEARCH], "store": False,
+                                 "stream": True})
+    assert r.status_code == 200 and sse(r.text)[-1][0] == "response.completed", r.text[:300]
+    sent = fake_anthropic.last().body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert "server_tool_use" not in json.dumps(sent)  # Anthropic could not verify it: left out
