@@ -27,7 +27,7 @@ from routing.router import Candidate, Plan
 from routing.stats import STATS
 
 from .context import RequestContext
-from .hosted_tools import apply_policy, apply_body_options
+from .hosted_tools import apply_body_options, apply_policy
 from .io import encode_headers, send_bytes
 from .streams import DecoderTap, OpenAIChatTap, Translator
 
