@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: run test lint bench venv dev-venv clean
+.PHONY: run test lint bench venv dev-venv clean agent-clis
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,19 @@ run: venv
 	$(PY) manage.py bootstrap
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
+## The real agent CLIs the matrix test runs (pinned in tests/agent_clis/package-lock.json), cached in
+## .cache/agents; without node/npm the test skips with a message instead.
+AGENTS_DIR ?= .cache/agents
+$(AGENTS_DIR)/.installed: tests/agent_clis/package.json tests/agent_clis/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  mkdir -p $(AGENTS_DIR) && cp tests/agent_clis/package.json tests/agent_clis/package-lock.json $(AGENTS_DIR)/ \
+	  && cd $(AGENTS_DIR) && npm install --no-audit --no-fund --loglevel=error && touch .installed; \
+	else echo "npm not found: the agent CLI matrix test will be skipped"; fi
+
+agent-clis: $(AGENTS_DIR)/.installed
+
 ## Set up, lint and run the whole test suite.
-test: lint
+test: lint agent-clis
 	$(PY) -m pytest -q
 
 ## Lint (ruff.toml: pycodestyle, pyflakes, lines <= 110 characters); about a second.

@@ -32,7 +32,7 @@ import yaml
 from django.db import transaction
 
 from providers.models import Provider, ProviderModel, ProviderType
-from routing.models import Route, RouteTarget
+from routing.models import HostedTools, Route, RouteTarget
 
 from .snapshot import DEFAULT_ROUTE
 
@@ -134,7 +134,8 @@ def import_config(data: dict) -> dict:
         fallback = routing.get("fallback") or []
         fallback = [fallback] if isinstance(fallback, str) else list(fallback)
         route_specs.append({"name": DEFAULT_ROUTE, "strategy": "priority",
-                            "targets": [routing["default"], *fallback]})
+                            "targets": [routing["default"], *fallback],
+                            **({"hosted_tools": routing["hosted_tools"]} if "hosted_tools" in routing else {})})
     routes = {r.name: r for r in Route.objects.all()}
     for spec in route_specs:
         route = routes.get(spec["name"]) or Route(name=spec["name"])
@@ -143,6 +144,11 @@ def import_config(data: dict) -> dict:
         for flag in ("session_affinity", "context_window_fallback"):
             if flag in spec:
                 setattr(route, flag, bool(spec[flag]))
+        if "hosted_tools" in spec:
+            if spec["hosted_tools"] not in HostedTools.values:
+                raise ConfigError(f"route `{route.name}`: hosted_tools must be one of "
+                                  f"{', '.join(HostedTools.values)}, not `{spec['hosted_tools']}`")
+            route.hosted_tools = spec["hosted_tools"]
         route.save()
         targets = []
         for item in spec.get("targets") or []:
@@ -228,11 +234,15 @@ def export_config(include_secrets: bool = False) -> dict:
             out["routing"] = {"default": targets[0]}
             if len(targets) > 1:
                 out["routing"]["fallback"] = targets[1:] if len(targets) > 2 else targets[1]
+            if r.hosted_tools != HostedTools.MAP:
+                out["routing"]["hosted_tools"] = r.hosted_tools
             continue
         spec = {"name": r.name, "strategy": r.strategy, "targets": targets}
         for flag in ("session_affinity", "context_window_fallback"):
             if not getattr(r, flag):
                 spec[flag] = False
+        if r.hosted_tools != HostedTools.MAP:
+            spec["hosted_tools"] = r.hosted_tools
         rules = []
         for rule in r.rules.all():
             item = {"name": rule.name, "when": rule.conditions}

@@ -119,6 +119,8 @@ class UsageRecord(models.Model):
     attempt_chain = models.JSONField(default=list, blank=True)
     session_id = models.CharField(max_length=200, blank=True)
     client_disconnected = models.BooleanField(default=False)
+    dropped_tools = models.JSONField(default=list, blank=True,
+                                     help_text="Hosted tools left out of the upstream request (route policy).")
 
     class Meta:
         ordering = ["-created_at"]

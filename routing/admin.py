@@ -29,7 +29,8 @@ class RouteAdmin(admin.ModelAdmin):
     list_display = ("name", "strategy", "chain", "rule_count", "session_affinity", "enabled", "tester")
     list_filter = ("strategy", "enabled")
     search_fields = ("name", "description")
-    fields = ("name", "strategy", "description", "enabled", "session_affinity", "context_window_fallback")
+    fields = ("name", "strategy", "description", "enabled", "session_affinity", "context_window_fallback",
+              "hosted_tools")
     inlines = [RouteTargetInline, RouteRuleInline]
 
     def get_queryset(self, request):

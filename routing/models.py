@@ -9,6 +9,13 @@ class Strategy(models.TextChoices):
     LEAST_BUSY = "least_busy", "Least busy"
 
 
+class HostedTools(models.TextChoices):
+    """What to do with a provider-hosted tool (Codex's `web_search` …) the target cannot run as such."""
+    MAP = "map", "Map to the target's own equivalent, else drop"
+    DROP = "drop", "Drop from the upstream request"
+    REFUSE = "refuse", "Refuse the request (400)"
+
+
 class Route(models.Model):
     """A client-visible model alias and the ordered targets behind it."""
 
@@ -22,6 +29,11 @@ class Route(models.Model):
     context_window_fallback = models.BooleanField(
         default=True, help_text="Skip targets whose context window is too small for the prompt, and retry a "
                                 "context-length error on a larger-context target.")
+    hosted_tools = models.CharField(
+        max_length=10, choices=HostedTools.choices, default=HostedTools.MAP,
+        help_text="Hosted tools offered by the client (web_search …) on a target of another API: map to the "
+                  "target's native tool where one exists, else drop (named in x-gateway-dropped-tools), or "
+                  "refuse. A tool_choice that forces a hosted tool the target lacks is always refused.")
 
     class Meta:
         ordering = ["name"]

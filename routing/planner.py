@@ -42,6 +42,7 @@ class RoutingDecision:
     context_window_fallback  whether a context-length error may retry on
                  larger_context_candidates()
     requested_route  the route the model name resolved to, before any rule
+    hosted_tools the serving route's hosted-tools policy (map | drop | refuse)
     """
 
     plan: Plan
@@ -51,6 +52,7 @@ class RoutingDecision:
     affinity_key: str = ""
     context_window_fallback: bool = True
     requested_route: str = ""
+    hosted_tools: str = "map"
 
     def chain(self) -> str:
         return " > ".join(f"{c.provider.name}/{c.model}" for c in self.plan.candidates)
@@ -145,7 +147,8 @@ def plan_request(snapshot: ConfigSnapshot, model: str, key: KeyInfo | None, feat
 
     reason = plan.reason + (", rule" if rule else "")
     return RoutingDecision(Plan(route_name, ordered, reason), rule.name if rule else None, strategy, notes,
-                           affinity_key, window_aware, plan.route)
+                           affinity_key, window_aware, plan.route,
+                           serving.hosted_tools if serving is not None else "map")
 
 
 def larger_context_candidates(snapshot: ConfigSnapshot, plan: Plan, failed: Candidate) -> list[Candidate]:

@@ -21,7 +21,7 @@ def route_info(route: Route) -> RouteInfo:
     rules = tuple(info for info in (rule.to_info() for rule in route.rules.all() if rule.enabled)
                   if info is not None)
     return RouteInfo(route.name, route.strategy, targets, rules=rules, session_affinity=route.session_affinity,
-                     context_window_fallback=route.context_window_fallback)
+                     context_window_fallback=route.context_window_fallback, hosted_tools=route.hosted_tools)
 
 
 def provider_health() -> tuple[dict[str, str], dict[str, float]]:

@@ -59,6 +59,7 @@ class RouteInfo:
     rules: tuple[RuleInfo, ...] = ()  # in evaluation order
     session_affinity: bool = True
     context_window_fallback: bool = True  # skip too-small targets; retry larger ones on a context error
+    hosted_tools: str = "map"  # map | drop | refuse (routing.models.HostedTools)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,7 +104,11 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
         # The client went away: the upstream response was closed by the cancellation.
         asyncio.current_task().uncancel()
         ctx.disconnected = True
-        ctx.fail(499, "client_disconnected", "client closed the connection")
+        pipeline = getattr(exchange, "pipeline", None)
+        if pipeline is None or not pipeline.done or pipeline.errored:
+            ctx.fail(499, "client_disconnected", "client closed the connection")
+        # else: the client hung up after the stream's final event (Codex does on response.completed)
+        # while the upstream had not closed yet: it got the whole answer, a success.
     except Exception as exc:  # never a traceback to the client
         log.exception("unhandled error in %s", door.name)
         error = GatewayError("api_error", f"Internal gateway error ({type(exc).__name__}).", 500)

@@ -22,7 +22,8 @@ class RequestContext:
     __slots__ = ("request_id", "started", "wall", "endpoint", "key", "requested_model", "route", "provider",
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type",
                  "error_message", "usage", "ttft", "attempts", "session_id", "disconnected", "recorded",
-                 "chunks", "warning", "price", "billable", "limit_headers")
+                 "chunks", "warning", "price", "billable", "limit_headers",
+                 "dropped_tools")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -52,6 +53,7 @@ class RequestContext:
         self.price: Price = UNKNOWN  # the current candidate's (providers.pricing.price_for)
         self.billable = False  # the last attempt reached a provider that did not refuse it
         self.limit_headers: dict[str, str] | None = None  # x-ratelimit-* where RPM/TPM limits apply
+        self.dropped_tools: list[str] = []  # hosted tools left out upstream: x-gateway-dropped-tools
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
@@ -102,6 +104,7 @@ class RequestContext:
             "attempt_chain": self.attempts,
             "session_id": self.session_id[:200],
             "client_disconnected": self.disconnected,
+            "dropped_tools": self.dropped_tools,
         }
 
     def response_headers(self) -> dict[str, str]:
@@ -119,6 +122,8 @@ class RequestContext:
             headers["x-gateway-budget-warning"] = _header_safe(self.warning)
         if self.limit_headers:
             headers.update(self.limit_headers)
+        if self.dropped_tools:
+            headers["x-gateway-dropped-tools"] = _header_safe(",".join(self.dropped_tools))
         return headers
 
 

@@ -21,7 +21,7 @@ from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
-from providers.codecs.errors import GatewayError, UnsupportedFeature
+from providers.codecs.errors import GatewayError
 from providers.codecs.openai_chat import decode_usage
 from providers.pricing import provider_price
 from providers.output_limits import max_output_tokens
@@ -29,6 +29,7 @@ from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 
 from .context import RequestContext
+from .hosted_tools import apply_body_options, apply_policy
 from .io import encode_headers, send_bytes
 from .streams import DecoderTap, OpenAIChatTap, Translator
 from .tokens import count_text, estimate_request
@@ -57,6 +58,7 @@ class Exchange:
         self.complete = False  # the upstream's answer arrived whole, with its usage
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
+        self.hosted_tools = "map"  # the route's hosted-tools policy (set by run from the decision)
 
     @property
     def canonical(self) -> c.Request:
@@ -78,6 +80,8 @@ class Exchange:
         GATEWAY_RETRY_DEADLINE. A context-length error widens the chain once with
         larger-context targets."""
         candidates = list(plan.candidates)
+        if decision is not None:
+            self.hosted_tools = decision.hosted_tools
         index, widened, rounds = 0, False, 0
         deadline = self.ctx.started + settings.GATEWAY_RETRY_DEADLINE
         last_error: GatewayError | None = None
@@ -187,25 +191,28 @@ class Exchange:
             if self.endpoint == "generate" else self.client_format
         passthrough = upstream_format == self.client_format
         upstream_codec = get_codec(upstream_format)
+        if self.ctx.dropped_tools:
+            self.ctx.dropped_tools = []  # an earlier candidate's: this one may run them
         if passthrough:
             body = dict(self.body)  # shallow: the adapter only replaces top-level fields
         else:
             request = self.canonical
-            hosted = [t.name for t in request.tools or () if t.extra.get("hosted")]
-            if hosted:
-                # Provider-hosted tools (web_search …) exist only on the client's own API.
-                raise UnsupportedFeature(f"hosted tools ({', '.join(hosted)}) are not available on provider "
-                                         f"`{provider.name}` ({provider.type}); route this request to a "
-                                         f"provider that speaks {self.client_format} or remove them")
             translated = c.Request(**{f: getattr(request, f) for f in request.__slots__})
             translated.model = candidate.model
             translated.stream = self.stream
+            mapped: list[str] = []
+            if request.tools:
+                # Provider-hosted tools (web_search …): mapped, dropped or refused by route policy.
+                translated.tools, translated.tool_choice, mapped, self.ctx.dropped_tools = apply_policy(
+                    request, self.hosted_tools, upstream_format, provider.type, provider.name)
             limit = max_output_tokens(candidate.model, self.ctx.model_info)
             if limit and translated.max_tokens and translated.max_tokens > limit:
                 # The target would refuse more than it can write (Claude Code's 32000 to gpt-4o).
                 self.ctx.attempts[-1]["max_tokens_clamped"] = [translated.max_tokens, limit]
                 translated.max_tokens = limit
             body = upstream_codec.encode_request(translated)
+            if mapped:
+                apply_body_options(body, mapped, provider.type)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
         if passthrough and self.query:

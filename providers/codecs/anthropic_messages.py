@@ -39,6 +39,7 @@ from .canonical import (
     RedactedThinkingBlock,
     Request,
     Response,
+    ServerToolBlock,
     StreamError,
     TextBlock,
     ThinkingBlock,
@@ -304,9 +305,21 @@ def _encode_text(b: TextBlock) -> dict:
     return out
 
 
+def _server_result(raw: dict) -> ServerToolBlock:
+    """web_search_tool_result (and other *_tool_result blocks of server tools)."""
+    content = raw.get("content")
+    name = raw["type"][:-len("_tool_result")]
+    return ServerToolBlock(raw.get("tool_use_id") or "", name,
+                           result=content if isinstance(content, list) else [content])
+
+
 def _encode_block(b: Block) -> dict | None:
     """One canonical block as an Anthropic request/response content block; None = leave out."""
     kind = b.type
+    if kind == "server_tool":
+        if b.result is None:
+            return {"type": "server_tool_use", "id": b.id, "name": b.name, "input": b.input}
+        return {"type": f"{b.name}_tool_result", "tool_use_id": b.id, "content": b.result}
     if kind == "text":
         # Anthropic rejects empty text blocks ("text content blocks must be non-empty");
         # OpenAI clients send content "" next to tool calls.
@@ -347,6 +360,8 @@ def _encode_block(b: Block) -> dict | None:
 
 
 def _encode_tool(t: Tool, same_format: bool) -> dict:
+    if t.extra and isinstance(t.extra.get("server_tool"), dict):
+        return dict(t.extra["server_tool"])  # a hosted tool the gateway mapped to Anthropic's own
     extra = t.extra if same_format else None
     if extra and extra.get("type") not in (None, "custom"):
         # server tool (web_search_20250305, bash_20250124 ...): no input_schema
@@ -682,8 +697,11 @@ class AnthropicMessagesCodec(Codec):
                 content.append(ThinkingBlock(raw.get("thinking") or "", raw.get("signature")))
             elif kind == "redacted_thinking":
                 content.append(RedactedThinkingBlock(raw.get("data") or ""))
-            # server_tool_use / web_search_tool_result ...: results of Anthropic-run
-            # tools, not representable in other formats; their effect is in the text.
+            elif kind == "server_tool_use":  # a tool Anthropic ran (web_search a route mapped)
+                content.append(ServerToolBlock(raw.get("id") or "", raw.get("name") or "",
+                                               raw.get("input") if isinstance(raw.get("input"), dict) else {}))
+            elif isinstance(kind, str) and kind.endswith("_tool_result") and kind != "tool_result":
+                content.append(_server_result(raw))
         stop = body.get("stop_reason")
         return Response(id=body.get("id") or "", model=body.get("model") or "", content=content,
                         stop_reason=_STOP_IN.get(stop, "end_turn") if stop is not None else None,
@@ -784,7 +802,7 @@ def _message_id(ident: str | None) -> str:
 class AnthropicStreamDecoder(StreamDecoder):
     """Anthropic SSE bytes (any chunking) -> canonical events."""
 
-    __slots__ = ("_sse", "_done", "_raw_usage", "_ignored")
+    __slots__ = ("_sse", "_done", "_raw_usage", "_ignored", "_server")
 
     def __init__(self) -> None:
         self._sse = SSEParser()
@@ -793,6 +811,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._raw_usage = {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                            "output_tokens": 0}
         self._ignored: set[int] = set()  # indices of block types the canonical model cannot carry
+        self._server: dict[int, tuple[ServerToolBlock, list[str]]] = {}  # server tool calls being streamed
 
     def _usage(self, update) -> Usage:
         raw = self._raw_usage
@@ -836,6 +855,10 @@ class AnthropicStreamDecoder(StreamDecoder):
             if index in self._ignored:
                 return
             delta = obj.get("delta") or {}
+            if index in self._server:  # a server tool's input: emitted whole at its stop
+                if delta.get("type") == "input_json_delta":
+                    self._server[index][1].append(delta.get("partial_json", ""))
+                return
             dkind = delta.get("type")
             if dkind == "text_delta":
                 out.append(BlockDelta(index, "text", delta.get("text", "")))
@@ -866,11 +889,27 @@ class AnthropicStreamDecoder(StreamDecoder):
                     out.append(BlockDelta(index, "signature", cb["signature"]))
             elif ckind == "redacted_thinking":
                 out.append(BlockStart(index, RedactedThinkingBlock(cb.get("data") or "")))
+            elif ckind == "server_tool_use":
+                initial = cb.get("input") if isinstance(cb.get("input"), dict) else {}
+                self._server[index] = (ServerToolBlock(cb.get("id") or "", cb.get("name") or "", initial), [])
+            elif isinstance(ckind, str) and ckind.endswith("_tool_result") and ckind != "tool_result":
+                out.append(BlockStart(index, _server_result(cb)))
             else:
                 self._ignored.add(index)
         elif kind == "content_block_stop":
             index = obj.get("index", 0)
-            if index not in self._ignored:
+            server = self._server.pop(index, None)
+            if server is not None:
+                block, parts = server
+                try:
+                    streamed = orjson.loads("".join(parts)) if "".join(parts).strip() else None
+                except orjson.JSONDecodeError:
+                    streamed = None
+                if isinstance(streamed, dict):
+                    block.input = streamed
+                out.append(BlockStart(index, block))
+                out.append(BlockStop(index))
+            elif index not in self._ignored:
                 out.append(BlockStop(index))
         elif kind == "message_start":
             msg = obj.get("message") or {}

@@ -73,7 +73,22 @@ class RedactedThinkingBlock:
     type: Literal["redacted_thinking"] = "redacted_thinking"
 
 
-Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock]
+@dataclass(slots=True)
+class ServerToolBlock:
+    """A call or result of a tool the *provider* ran (Anthropic server_tool_use /
+    web_search_tool_result, Responses web_search_call): shown to the client, never run by
+    it. `result` is None on a call and the provider's result content on a result (whose
+    `id` is the call's). In streams it arrives whole: BlockStart then BlockStop, no deltas."""
+
+    id: str
+    name: str  # "web_search"
+    input: dict = field(default_factory=dict)
+    result: list | None = None
+    type: Literal["server_tool"] = "server_tool"
+
+
+Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock,
+              ServerToolBlock]
 
 # --------------------------------------------------------------------------- request
 

@@ -86,6 +86,7 @@ from .canonical import (
     RedactedThinkingBlock,
     Request,
     Response,
+    ServerToolBlock,
     StreamError,
     TextBlock,
     ThinkingBlock,
@@ -238,6 +239,9 @@ def _encode_tools(tools: list[Tool], same_format: bool) -> list[dict]:
     namespaces: dict[str, dict] = {}
     for t in tools:
         extra = t.extra or {}
+        if isinstance(extra.get("server_tool"), dict):
+            out.append(dict(extra["server_tool"]))  # a hosted tool the gateway mapped to the Responses API's own
+            continue
         hosted = extra.get("hosted")
         if hosted is not None:
             if not same_format or not isinstance(hosted, dict):
@@ -910,6 +914,9 @@ class OpenAIResponsesCodec(Codec):
                 output.append(_reasoning_item(item_id or _new_id("rs_"), b.thinking, enc))
             elif isinstance(b, RedactedThinkingBlock):
                 output.append(_reasoning_item(_new_id("rs_"), "", REDACTED + b.data))
+            elif isinstance(b, ServerToolBlock) and b.result is None and b.name == "web_search":
+                output.append(web_search_item(b))
+            # a server tool's result has no Responses item: the model's text carries it
         status, incomplete = _status_for(response.stop_reason)
         return response_object(request, client_response_id(response.id), int(time.time()), status, output,
                                usage_to(response.usage), incomplete)
@@ -974,6 +981,15 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
     if name in ns_map:
         item["namespace"], item["name"] = ns_map[name]
     return item
+
+
+def web_search_item(block: ServerToolBlock) -> dict:
+    """A provider-run web search (Anthropic's server tool a route mapped) as the Responses
+    API's own `web_search_call` output item."""
+    query = block.input.get("query")
+    action = {"type": "search", "query": query} if isinstance(query, str) else {"type": "search"}
+    return {"id": "ws_" + (block.id or _new_id(""))[-24:], "type": "web_search_call", "status": "completed",
+            "action": action}
 
 
 def _reasoning_item(item_id: str, text: str, enc: str | None) -> dict:
@@ -1379,6 +1395,18 @@ class ResponsesStreamEncoder(StreamEncoder):
                 st["sig"] = b.signature
             out += self._emit("response.output_item.added", {
                 "output_index": oi, "item": {"id": st["id"], "type": "reasoning", "summary": []}})
+        elif isinstance(b, ServerToolBlock):
+            if b.result is None and b.name == "web_search":  # arrives whole: the item and its events at once
+                item = web_search_item(b)
+                ident = {"output_index": oi, "item_id": item["id"]}
+                self._output.append(item)
+                return (out + self._emit("response.output_item.added", {
+                    "output_index": oi, "item": dict(item, status="in_progress")})
+                    + self._emit("response.web_search_call.in_progress", ident)
+                    + self._emit("response.web_search_call.searching", ident)
+                    + self._emit("response.web_search_call.completed", ident)
+                    + self._emit("response.output_item.done", {"output_index": oi, "item": item}))
+            return out  # its result has no Responses item: the model's text carries it
         else:
             return out  # images and tool results never appear in model output
         self._output.append(None)

@@ -31,6 +31,7 @@ from providers.codecs.canonical import (
     RedactedThinkingBlock,
     Request,
     Response,
+    ServerToolBlock,
     StreamError,
     TextBlock,
     ThinkingBlock,
@@ -463,7 +464,8 @@ def test_response_usage_conversion_both_ways():
     resp = CODEC.decode_response(MESSAGE)
     assert resp.usage == Usage(input_tokens=150, output_tokens=5, cache_read_tokens=30, cache_write_tokens=20)
     assert resp.stop_reason == "tool_use"
-    assert [b.type for b in resp.content] == ["thinking", "text", "tool_use"]  # server tool blocks dropped
+    # server tool blocks are carried (a Responses client sees them as web_search_call items)
+    assert [b.type for b in resp.content] == ["thinking", "text", "server_tool", "tool_use"]
     req = Request(model="my-alias", messages=[])
     out = CODEC.encode_response(resp, req)
     assert out["model"] == "my-alias" and out["id"] == MESSAGE["id"]
@@ -573,6 +575,8 @@ def test_thinking_stream_decodes_at_every_byte_boundary():
         BlockDelta(0, "thinking", "Let me th\u00e9nk"), BlockDelta(0, "signature", "EqQBCg=="), BlockStop(0),
         BlockStart(1, RedactedThinkingBlock("EmwK")),
         BlockStop(1),
+        # a server tool call arrives whole once its input is complete (no deltas)
+        BlockStart(2, ServerToolBlock("srvtoolu_1", "web_search", {})), BlockStop(2),
         BlockStart(3, TextBlock("")), BlockDelta(3, "text", "Hi"), BlockStop(3),
         MessageDelta("end_turn", None, Usage(input_tokens=135, output_tokens=42, cache_read_tokens=120,
                                              cache_write_tokens=5)),

@@ -1013,3 +1013,31 @@ def test_codec_registration():
                                       "usage": {"input_tokens": 5, "output_tokens": 2,
                                                 "input_tokens_details": {"cached_tokens": 4}}}) == Usage(
         input_tokens=5, output_tokens=2, cache_read_tokens=4)
+
+
+def test_a_provider_run_web_search_becomes_a_web_search_call_item_the_sdk_parses():
+    from providers.codecs.canonical import ServerToolBlock
+
+    call = ServerToolBlock("srvtoolu_01ABC", "web_search", {"query": "junction"})
+    result = ServerToolBlock("srvtoolu_01ABC", "web_search", result=[{"type": "web_search_result", "url": "u"}])
+    request = Request(model="m", messages=[], source_format="openai_responses")
+    out = CODEC.encode_response(Response(id="msg_1", model="m", content=[call, result, TextBlock("found")],
+                                         usage=Usage(input_tokens=5, output_tokens=2)), request)
+    assert [i["type"] for i in out["output"]] == ["web_search_call", "message"]  # the result is in the text
+    assert out["output"][0]["action"] == {"type": "search", "query": "junction"}
+    assert SDKResponse.model_validate(out).output[0].action.query == "junction"
+    encoder = CODEC.stream_encoder(request)
+    stream = b"".join(encoder.encode(e) for e in [
+        MessageStart("msg_1", "m"), BlockStart(0, call), BlockStop(0), BlockStart(1, result), BlockStop(1),
+        BlockStart(2, TextBlock("")), BlockDelta(2, "text", "found"), BlockStop(2),
+        MessageDelta("end_turn", usage=Usage(input_tokens=5, output_tokens=2)), MessageStop()])
+    events = [orjson.loads(line[6:]) for line in stream.split(b"\n") if line.startswith(b"data: ")]
+    for event in events:  # every event is one the official SDK knows, with the fields it requires
+        EVENT_MODELS[event["type"]].model_validate(event)
+    kinds = [e["type"] for e in events]
+    assert kinds[2:8] == ["response.output_item.added", "response.web_search_call.in_progress",
+                          "response.web_search_call.searching", "response.web_search_call.completed",
+                          "response.output_item.done", "response.output_item.added"]
+    final = SDKResponse.model_validate(events[-1]["response"])
+    assert [i.type for i in final.output] == ["web_search_call", "message"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes import bedrock as fake_bedrock_module
+
 from . import world
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
@@ -33,11 +35,17 @@ def captured_requests():
 
 
 @pytest.fixture(scope="module")
-def upstreams(fake_openai, fake_anthropic):
+def upstreams(fake_openai, fake_anthropic, fake_ollama, fake_bedrock):
+    """upstream → (provider, its fake's model id and behaviour separator)."""
     return {
-        "openai_chat": world.provider(fake_openai.url + "/v1", wire_api="chat"),
-        "anthropic": world.provider(fake_anthropic.url, type="anthropic"),
-        "openai_responses": world.provider(fake_openai.url + "/v1", wire_api="responses"),
+        "openai_chat": (world.provider(fake_openai.url + "/v1", wire_api="chat"), "mock", ":"),
+        "anthropic": (world.provider(fake_anthropic.url, type="anthropic"), "mock", ":"),
+        "openai_responses": (world.provider(fake_openai.url + "/v1", wire_api="responses"), "mock", ":"),
+        "ollama": (world.provider(fake_ollama.url, type="ollama", api_key=""), "qwen2.5-coder:14b", "#"),
+        "bedrock": (world.provider(fake_bedrock.url, type="bedrock", api_key="", region=fake_bedrock_module.REGION,
+                                   aws_access_key_id=fake_bedrock_module.ACCESS_KEY,
+                                   aws_secret_access_key=fake_bedrock_module.SECRET_KEY),
+                    "anthropic.claude-sonnet-4-v1:0", "#"),
     }
 
 
@@ -131,22 +139,22 @@ CHECKS = {"/v1/chat/completions": check_openai_chat, "/v1/messages": check_anthr
           "/v1/responses": check_responses}
 
 
-@pytest.mark.parametrize("upstream", ["openai_chat", "anthropic", "openai_responses"])
+@pytest.mark.parametrize("upstream", ["openai_chat", "anthropic", "openai_responses", "ollama", "bedrock"])
 @pytest.mark.parametrize("capture", list(captured_requests()))
 def test_a_real_agent_request_works_through_every_upstream(gateway, key, upstreams, capture, upstream):
-    provider = upstreams[upstream]
+    provider, model, sep = upstreams[upstream]
     has_tools = bool(capture["body"].get("tools"))
     tools = [t for t in capture["body"].get("tools") or [] if t.get("type", "function") in ("function", "custom")
              or "input_schema" in t or "name" in t]
-    if capture["path"] == "/v1/responses" and upstream != "openai_responses" and \
-            any(t.get("type") not in (None, "function", "namespace") for t in capture["body"].get("tools") or []):
-        # Codex's hosted web_search cannot run elsewhere: a clear 400, never a crash.
-        r = replay(gateway, key, capture, f"{provider.name}/mock")
-        assert r.status_code == 400 and "web_search" in r.json()["error"]["message"]
-        return
     behaviour = "mock:tools" if has_tools and tools else "mock"
-    r = replay(gateway, key, capture, f"{provider.name}/{behaviour}")
+    r = replay(gateway, key, capture, f"{provider.name}/{model}{sep + 'tools' if has_tools and tools else ''}")
     assert r.status_code == 200, r.text[:500]
+    hosted = any(t.get("type") not in (None, "function", "namespace") for t in capture["body"].get("tools") or [])
+    if capture["path"] == "/v1/responses" and hosted:
+        # Codex's hosted web_search: passed through to a Responses upstream, mapped to Anthropic's
+        # server tool, and left out (and said so) where the target has no web search.
+        dropped = upstream in ("openai_chat", "ollama", "bedrock")
+        assert r.headers.get("x-gateway-dropped-tools") == ("web_search" if dropped else None)
     seen = CHECKS[capture["path"]](r.text, capture["body"])
     if behaviour == "mock:tools":
         assert seen["tools"] == 1
@@ -158,6 +166,6 @@ def test_claude_codes_probe_and_beta_query_are_served(gateway, key, upstreams, f
     assert httpx.head(gateway.url + "/").status_code == 200
     capture = json.loads((CAPTURES / "claude-code/01-authtoken-mockmodel/002-v1_messages.json").read_text())
     assert capture["query"] == "beta=true"
-    r = replay(gateway, key, capture, f"{upstreams['anthropic'].name}/mock")
+    r = replay(gateway, key, capture, f"{upstreams['anthropic'][0].name}/mock")
     assert r.status_code == 200
     assert fake_anthropic.last().query == "beta=true"

@@ -292,10 +292,16 @@ class TestResponsesFrontDoor:
                              "previous_response_id": "resp_nope"})
         assert r.status_code == 404 and "not found" in r.json()["error"]["message"]
 
-    def test_hosted_tools_to_a_non_responses_upstream_are_a_clear_400(self, gateway, alice, upstreams):
+    def test_hosted_tools_are_mapped_or_dropped_and_only_a_forced_one_is_a_clear_400(
+            self, gateway, alice, upstreams, fake_anthropic):
+        # Issue 10: an offered hosted tool no longer refuses the request (tests/e2e/test_agent_hosted_tools.py).
         r = httpx.post(gateway.url + "/v1/responses", headers={"authorization": f"Bearer {alice}"},
                        json={"model": f"{upstreams['anthropic'].name}/mock", "input": "x",
                              "tools": [{"type": "web_search"}]})
+        assert r.status_code == 200 and fake_anthropic.last().body["tools"][0]["type"] == "web_search_20250305"
+        r = httpx.post(gateway.url + "/v1/responses", headers={"authorization": f"Bearer {alice}"},
+                       json={"model": f"{upstreams['openai_chat'].name}/mock", "input": "x",
+                             "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}})
         assert r.status_code == 400 and "web_search" in r.json()["error"]["message"]
 
 

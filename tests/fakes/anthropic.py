@@ -34,7 +34,7 @@ import json
 
 from aiohttp import web
 
-from .base import Behaviour, FakeServer
+from .base import Behaviour, FakeServer, agent_call
 
 ERRORS = {
     400: ("invalid_request_error", "Invalid request."),
@@ -166,12 +166,20 @@ class FakeAnthropic(FakeServer):
         if not isinstance(messages, list) or not messages:
             return "messages: Field required"
         for i, m in enumerate(messages):
-            # `role: "system"` mid-conversation exists behind the beta Claude Code sends.
-            roles = ("user", "assistant", "system") if "mid-conversation-system" in betas else ("user", "assistant")
+            # `role: "system"` mid-conversation exists behind the betas Claude Code sends
+            # (2.1.197: mid-conversation-system; 2.1.332: mid-conversation-tool-changes).
+            roles = ("user", "assistant", "system") if "mid-conversation-" in betas else ("user", "assistant")
             if not isinstance(m, dict) or m.get("role") not in roles:
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
             if m.get("content") in ("", []):
                 return f"messages.{i}: all messages must have non-empty content"
+        for i, t in enumerate(body.get("tools") or []):
+            kind = t.get("type") if isinstance(t, dict) else None
+            if isinstance(kind, str) and kind.startswith("web_search_"):
+                if kind != "web_search_20250305" or t.get("name") != "web_search":
+                    return f"tools.{i}: server tool type {kind!r} needs name 'web_search'"
+            elif kind in (None, "custom") and not isinstance((t or {}).get("input_schema"), dict):
+                return f"tools.{i}.custom.input_schema: Field required"
         problem = check_turns(messages)
         if problem:
             return problem
@@ -231,6 +239,13 @@ class FakeAnthropic(FakeServer):
 
     def tool_uses(self, body: dict, behaviour: Behaviour) -> list[dict]:
         tools = [t for t in (body.get("tools") or []) if "input_schema" in t]
+        if "agent_turn" in behaviour.flags and tools:
+            last = (body.get("messages") or [{}])[-1].get("content")
+            answered = isinstance(last, list) and any(isinstance(b, dict) and b.get("type") == "tool_result"
+                                                       for b in last)
+            call = agent_call([t["name"] for t in tools], answered)
+            return [] if call is None else [{"type": "tool_use", "id": "toolu_fakeagent01", "name": call[0],
+                                             "input": call[1]}]
         if not (behaviour.tools or behaviour.parallel_tools) or not tools:
             return []
         uses = [{"type": "tool_use", "id": "toolu_fake0001", "name": tools[0]["name"],
@@ -239,6 +254,18 @@ class FakeAnthropic(FakeServer):
             uses.append({"type": "tool_use", "id": "toolu_fake0002", "name": tools[1 if len(tools) > 1 else 0]["name"],
                          "input": {"path": "README.md"}})
         return uses
+
+    def web_search(self, body: dict, behaviour: Behaviour) -> list[dict]:
+        """mock:web_search: the server web search ran (only when the request offered it)."""
+        offered = any(isinstance(t, dict) and t.get("type") == "web_search_20250305" for t in body.get("tools") or [])
+        if "web_search" not in behaviour.flags or not offered:
+            return []
+        return [{"type": "server_tool_use", "id": "srvtoolu_fake0001", "name": "web_search",
+                 "input": {"query": "junction llm gateway"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_fake0001",
+                 "content": [{"type": "web_search_result", "url": "https://example.com/junction",
+                              "title": "Junction", "encrypted_content": "EqgfCioIARgBIiQ3YTAwMjY1Mi1mZjM5",
+                              "page_age": "November 30, 2026"}]}]
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         rec = await self.record(request)
@@ -264,6 +291,7 @@ class FakeAnthropic(FakeServer):
 
         uses = self.tool_uses(body, behaviour)
         words = [] if uses else behaviour.words()
+        searched = self.web_search(body, behaviour)
         thinking = "thinking" in behaviour.flags
         thinking_words = [w + " " for w in THINKING.split(" ")] if thinking else []
         output_tokens = (len(words) + len(thinking_words)
@@ -277,6 +305,7 @@ class FakeAnthropic(FakeServer):
             if thinking:
                 content.append({"type": "thinking", "thinking": "".join(thinking_words),
                                 "signature": sign("".join(thinking_words))})
+            content.extend(searched)
             if words:
                 content.append({"type": "text", "text": "".join(words)})
             content.extend(uses)
@@ -284,6 +313,8 @@ class FakeAnthropic(FakeServer):
                    "content": content, "stop_reason": stop, "stop_sequence": None}
             if not behaviour.no_usage:
                 out["usage"] = self.usage(body, behaviour, output_tokens)
+                if searched:
+                    out["usage"]["server_tool_use"] = {"web_search_requests": 1}
             return web.json_response(out, headers=headers)
 
         message = {"id": ident, "type": "message", "role": "assistant", "model": behaviour.model, "content": [],
@@ -314,6 +345,15 @@ class FakeAnthropic(FakeServer):
             for w in thinking_words:
                 delta({"type": "thinking_delta", "thinking": w})
             delta({"type": "signature_delta", "signature": sign("".join(thinking_words))})
+            stop_block()
+            index += 1
+        for block in searched:
+            if block["type"] == "server_tool_use":  # input streamed as JSON deltas, as the API does
+                start(dict(block, input={}))
+                delta({"type": "input_json_delta", "partial_json": ""})
+                delta({"type": "input_json_delta", "partial_json": json.dumps(block["input"])})
+            else:
+                start(block)
             stop_block()
             index += 1
         if words:

@@ -21,6 +21,12 @@ selects it without any side channel:
     mock:cached=100           report that many cached prompt tokens
     mock:status=429,fail_times=1   fail only the first request with this model string
     mock:stall_after=3        stop sending after N stream chunks, connection left open
+    mock:web_search           (Anthropic) when the request offers web_search_20250305: a
+                              server_tool_use and a web_search_tool_result block first
+    mock:linger=0.5           keep a finished stream open that long before closing it
+    mock:agent_turn           a real agent CLI's turn: while the conversation holds no tool
+                              result, call the CLI's shell tool (Codex exec_command, Claude
+                              Code Bash, opencode bash) to echo AGENT_MARKER; then answer text
 
 Stream shapes real servers send (SSE streams; combine freely):
     mock:nospace              `data:{...}` / `event:name` without the optional space (WHATWG SSE allows it)
@@ -86,6 +92,28 @@ class Behaviour:
         text = "Hello world this is a mock completion"
         first, *rest = text.split(" ")
         return [first] + [" " + w for w in rest]
+
+
+AGENT_MARKER = "junction-agent-turn"
+# The shell tool of each real agent CLI, with arguments that run harmlessly.
+AGENT_TOOL_ARGS = {
+    "exec_command": {"cmd": f"echo {AGENT_MARKER}"},  # Codex
+    "shell": {"command": ["echo", AGENT_MARKER]},  # older Codex
+    "shell_command": {"command": f"echo {AGENT_MARKER}"},
+    "Bash": {"command": f"echo {AGENT_MARKER}", "description": "Print a marker"},  # Claude Code
+    "bash": {"command": f"echo {AGENT_MARKER}", "description": "Print a marker"},  # opencode
+}
+
+
+def agent_call(names: list[str], answered: bool) -> tuple[str, dict] | None:
+    """mock:agent_turn: the (tool, arguments) to call, or None once a tool result came back
+    (then the fake answers text and the CLI's turn ends)."""
+    if answered:
+        return None
+    for name in names:
+        if name in AGENT_TOOL_ARGS:
+            return name, AGENT_TOOL_ARGS[name]
+    raise AssertionError(f"agent_turn: none of the CLI's tools is known to the fake: {names}")
 
 
 def prompt_tokens_of(body: dict) -> int:
@@ -223,6 +251,8 @@ class FakeServer:
                         await asyncio.sleep(0)  # let each piece leave as its own write
                 else:
                     await resp.write(chunk)
+            if "linger" in behaviour.flags:
+                await asyncio.sleep(float(behaviour.flags["linger"]))
             await resp.write_eof()
             self.completed_streams += 1
         except (ConnectionResetError, asyncio.CancelledError):

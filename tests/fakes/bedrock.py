@@ -40,7 +40,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from .base import Behaviour, FakeServer, prompt_tokens_of
+from .base import Behaviour, FakeServer, agent_call, prompt_tokens_of
 
 ACCESS_KEY = "AKIAJUNCTIONTEST0001"
 SECRET_KEY = "jUnCt1on/TeSt/SeCrEt/kEy/000000000000000"
@@ -197,6 +197,11 @@ class FakeBedrock(FakeServer):
 
     def tool_calls(self, body: dict, behaviour: Behaviour) -> list[dict]:
         specs = [t["toolSpec"] for t in (body.get("toolConfig") or {}).get("tools") or [] if "toolSpec" in t]
+        if "agent_turn" in behaviour.flags and specs:
+            last = (body.get("messages") or [{}])[-1].get("content") or []
+            call = agent_call([s["name"] for s in specs], any("toolResult" in b for b in last if isinstance(b, dict)))
+            return [] if call is None else [{"toolUseId": "tooluse_fAkEaGeNt01aBcDeFgHiJkLmN", "name": call[0],
+                                             "input": call[1]}]
         if not (behaviour.tools or behaviour.parallel_tools) or not specs:
             return []
         calls = [{"toolUseId": "tooluse_fAkE0001aBcDeFgHiJkLmN", "name": specs[0]["name"],

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from .base import Behaviour, FakeServer, prompt_tokens_of
+from .base import Behaviour, FakeServer, agent_call, prompt_tokens_of
 
 ERRORS = {
     400: "invalid request",
@@ -115,6 +115,10 @@ class FakeOllama(FakeServer):
 
     def tool_calls(self, body: dict, behaviour: Behaviour) -> list[dict]:
         tools = body.get("tools") or []
+        if "agent_turn" in behaviour.flags and tools:
+            answered = (body.get("messages") or [{}])[-1].get("role") == "tool"
+            call = agent_call([t["function"]["name"] for t in tools], answered)
+            return [] if call is None else [{"function": {"name": call[0], "arguments": call[1]}}]
         if not (behaviour.tools or behaviour.parallel_tools) or not tools:
             return []
         calls = [{"function": {"name": tools[0]["function"]["name"], "arguments": {"path": "src", "depth": 2}}}]

@@ -14,7 +14,7 @@ import time
 
 from aiohttp import web
 
-from .base import Behaviour, FakeServer, prompt_tokens_of
+from .base import Behaviour, FakeServer, agent_call, prompt_tokens_of
 
 ERRORS = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -158,6 +158,11 @@ class FakeOpenAI(FakeServer):
 
     def tool_calls(self, body: dict, behaviour: Behaviour) -> list[dict]:
         tools = body.get("tools") or []
+        if "agent_turn" in behaviour.flags and tools:
+            answered = (body.get("messages") or [{}])[-1].get("role") == "tool"
+            call = agent_call([t["function"]["name"] for t in tools], answered)
+            return [] if call is None else [{"id": "call_fakeagent01", "type": "function",
+                                             "function": {"name": call[0], "arguments": json.dumps(call[1])}}]
         if not (behaviour.tools or behaviour.parallel_tools) or not tools:
             return []
         name = tools[0]["function"]["name"]

@@ -28,7 +28,7 @@ import time
 
 from aiohttp import web
 
-from .base import Behaviour, prompt_tokens_of
+from .base import Behaviour, agent_call, prompt_tokens_of
 from .openai import FakeOpenAI, invalid, output_limit
 
 REASONING_TEXT = "**Planning the answer**\n\nThe user wants a short mock reply, so I will answer directly."
@@ -110,6 +110,15 @@ class FakeOpenAIResponses(FakeOpenAI):
     # ------------------------------------------------------------------ building blocks
     def calls(self, body: dict, behaviour: Behaviour) -> list[dict]:
         tools = function_tools(body)
+        if "agent_turn" in behaviour.flags and tools:
+            items = body.get("input") if isinstance(body.get("input"), list) else [{}]
+            call = agent_call([name for name, _ in tools], (items or [{}])[-1].get("type") == "function_call_output")
+            if call is None:
+                return []
+            namespace = dict(tools)[call[0]]
+            item = {"id": "fc_fakeagent01", "type": "function_call", "status": "completed",
+                    "arguments": json.dumps(call[1]), "call_id": "call_fakeagent01", "name": call[0]}
+            return [dict(item, namespace=namespace) if namespace else item]
         if not (behaviour.tools or behaviour.parallel_tools) or not tools:
             return []
         specs = [(tools[0], {"path": "src", "depth": 2})]

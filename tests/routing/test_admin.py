@@ -91,7 +91,7 @@ class TestRouteRule:
 class TestRouteAdmin:
     def form(self, route, **rule) -> dict:
         data = {"name": route.name, "strategy": "weighted", "description": "", "enabled": "on",
-                "session_affinity": "on", "context_window_fallback": "on"}
+                "session_affinity": "on", "context_window_fallback": "on", "hosted_tools": "map"}
         for prefix, total in (("targets", 0), ("rules", 1)):
             data.update({f"{prefix}-TOTAL_FORMS": total, f"{prefix}-INITIAL_FORMS": 0,
                          f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 1000})
@@ -104,7 +104,7 @@ class TestRouteAdmin:
         r = world.route([])
         url = f"/admin/routing/route/{r.id}/change/"
         page = admin_client.get(url).content.decode()
-        assert 'id="rules-group"' in page and "session_affinity" in page
+        assert 'id="rules-group"' in page and "session_affinity" in page and 'name="hosted_tools"' in page
         bad = admin_client.post(url, self.form(r, conditions='{"side_cal": true}', target_provider=cheap.id))
         assert bad.status_code == 200 and "unknown condition `side_cal`" in bad.content.decode()
         assert not r.rules.exists()
