@@ -78,13 +78,13 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
             return
         store = door.format == "openai_responses" and body.get("store", True) is not False
         if door.format == "openai_responses":
-            body = await conversations.expand(body)
+            body = await conversations.expand(body, ctx.key)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream)
         if budget_warning:
             ctx.warning = budget_warning
         if store:
             exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
-                conversations.save(response, items)
+                conversations.save(response, items, ctx.key)
         await exchange.run(plan, decision, snapshot)
     except GatewayError as exc:
         ctx.fail(exc.status, exc.type, exc.message)
@@ -222,8 +222,8 @@ async def stored_response(scope, receive, send, path_key, ident: str) -> None:
     snapshot = await get_snapshot()
     codec = get_codec("openai_responses")
     try:
-        authenticate(scope, snapshot, path_key)
-        stored = await conversations.load(ident)
+        key = authenticate(scope, snapshot, path_key)
+        stored = await conversations.load(ident, key)
         if stored is None:
             raise GatewayError("not_found", f"Response with id '{ident}' not found.", 404)
     except GatewayError as exc:

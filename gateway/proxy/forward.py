@@ -28,6 +28,7 @@ from routing.stats import STATS
 
 from .context import RequestContext
 from .io import encode_headers, send_bytes
+from .response_ids import ResponseIdRewriter, new_response_id
 from .streams import DecoderTap, OpenAIChatTap, Translator
 
 
@@ -47,6 +48,9 @@ class Exchange:
         self.committed = False
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
+        # Responses clients see a gateway-generated id, never the upstream's (response_ids.py).
+        self.response_id = new_response_id() \
+            if client_format == "openai_responses" and endpoint == "generate" else None
 
     @property
     def canonical(self) -> c.Request:
@@ -224,6 +228,10 @@ class Exchange:
             ctx.usage = decode_usage(obj.get("usage")) if self.client_format == "openai_chat" \
                 else upstream_codec.usage_from_response(obj)
             out = raw
+            if self.response_id is not None:
+                if isinstance(obj.get("id"), str):
+                    out = raw.replace(orjson.dumps(obj["id"]), orjson.dumps(self.response_id))
+                obj["id"] = self.response_id
             if self.on_response is not None:
                 await self.on_response(obj)
         else:
@@ -236,6 +244,8 @@ class Exchange:
                                                   f"({type(exc).__name__})", 502, retryable=True) from None
             ctx.usage = decoded.usage
             encoded = self.client_codec.encode_response(decoded, self.canonical)
+            if self.response_id is not None:
+                encoded["id"] = self.response_id
             out = orjson.dumps(encoded)
             if self.on_response is not None:
                 await self.on_response(encoded)
@@ -263,8 +273,11 @@ class Exchange:
             pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
         self.pipeline = pipeline
         capture = ResponsesCapture() if self.on_response is not None else None
+        ids = self.id_rewriter = ResponseIdRewriter(self.response_id) if self.response_id else None
         ctx.status = 200  # before the first feed: an error event in the first chunk must stay recorded
         out = pipeline.feed(first)
+        if ids is not None:
+            out = ids.feed(out)
         headers = ctx.response_headers()
         headers["cache-control"] = "no-cache"
         send = self.send
@@ -282,9 +295,13 @@ class Exchange:
             await emit(out)
         async for chunk in chunks:
             out = pipeline.feed(chunk)
+            if ids is not None and out:
+                out = ids.feed(out)
             if out:
                 await emit(out)
         tail = pipeline.close()
+        if ids is not None:
+            tail = ids.close(tail)
         if capture is not None:
             capture.feed(tail)
             if capture.response is not None:
@@ -296,6 +313,9 @@ class Exchange:
     async def _send_stream_error(self, error: GatewayError) -> None:
         pipeline = getattr(self, "pipeline", None)
         body = pipeline.error(error) if pipeline is not None else b""
+        ids = getattr(self, "id_rewriter", None)
+        if ids is not None:
+            body = ids.close(body)
         if self.ctx.usage is None:
             self.ctx.usage = self._estimate(b"")
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
