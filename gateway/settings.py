@@ -140,6 +140,10 @@ GATEWAY_HOST = env.str("GATEWAY_HOST", default="127.0.0.1")
 GATEWAY_PORT = env.int("GATEWAY_PORT", default=3000)
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Request line plus headers (gateway/server_tuning.py): a 431 in the client's format beyond it.
+GATEWAY_MAX_HEADER_BYTES = env.int("GATEWAY_MAX_HEADER_BYTES", default=32 * 1024)
+# From a request's first line to its last body byte: a 408 beyond it (slow or stalled clients).
+GATEWAY_BODY_TIMEOUT = env.float("GATEWAY_BODY_TIMEOUT", default=60.0)
 # Retry rounds over an exhausted candidate chain (each target is tried once per round),
 # bounded by a deadline from the request's start; waits honour retry-after up to a cap.
 GATEWAY_RETRIES = env.int("GATEWAY_RETRIES", default=1)

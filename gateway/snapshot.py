@@ -108,6 +108,12 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
         connection.close()  # built in a worker thread: do not leave its connection open
 
 
+def current_snapshot() -> ConfigSnapshot:
+    """The snapshot as it is, without a version check (answers given before a request
+    is complete: gateway/server_tuning.py)."""
+    return _current
+
+
 async def get_snapshot() -> ConfigSnapshot:
     """The current snapshot, rebuilt first if the config version moved."""
     global _current, _lock

@@ -15,7 +15,7 @@ from django.conf import settings
 from gateway.cluster import CLUSTER
 from gateway.limits import LIMITS
 from gateway.metrics import exposition
-from gateway.snapshot import get_snapshot
+from gateway.snapshot import current_snapshot, get_snapshot
 from gateway.usage import recorder
 from providers.adapters import get_adapter
 from providers.codecs import get_codec
@@ -48,6 +48,7 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         headers = dict(scope["headers"])  # ASGI names are lower-case already
         ctx.session_id = session_id(headers)
         CLUSTER.ensure_started()
+        _check_content_type(headers.get(b"content-type"))
         snapshot = await get_snapshot()
         ctx.key = authenticate(scope, snapshot, path_key)
         raw = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES, _content_length(scope))
@@ -90,6 +91,8 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
         ctx.fail(exc.status, exc.type, exc.message)
         if exchange is None or not exchange.committed:
             status, payload = codec.encode_error(exc)
+            if exc.code == "unsupported_media_type":
+                status = 415  # the codecs know no 415 of their own
             headers = ctx.response_headers() if ctx.route else {"x-request-id": ctx.request_id}
             if exc.retry_after:
                 headers["retry-after"] = str(int(exc.retry_after))
@@ -125,6 +128,18 @@ async def serve(door: FrontDoor, scope: dict, receive, send, path_key: str | Non
                 LIMITS.settle(snapshot, ctx.key, float(record["cost_usd"]),
                               record["prompt_tokens"] + record["completion_tokens"])
             recorder.record(record)
+
+
+def _check_content_type(value: bytes | None) -> None:
+    """JSON only (a missing content-type is taken as JSON, as the providers do)."""
+    if value is None:
+        return
+    media = value.split(b";", 1)[0].strip().lower()
+    if media == b"application/json" or media.endswith(b"+json") or media == b"":
+        return
+    raise GatewayError("invalid_request", f"Unsupported content-type '{value.decode('latin-1')[:100]}': "
+                                          f"send the body as JSON with `content-type: application/json`.", 415,
+                       code="unsupported_media_type")
 
 
 def _counts_upstream(plan, client_format: str) -> bool:
@@ -274,6 +289,42 @@ DOORS: dict[str, FrontDoor] = {
 GETS = {"/v1/models": models, "/models": models, "/api/tags": ollama_tags, "/api/version": ollama_version,
         "/health/live": health_live, "/health/ready": health_ready, "/metrics": metrics}
 PREFIXES = ("/v1/", "/health/", "/metrics", "/chat/", "/models", "/responses", "/k/", "/api/chat", "/api/tags", "/api/version")
+
+
+def error_format_for(path: str) -> str:
+    """The error format of the door a path names (for answers given before the ASGI
+    app runs: gateway/server_tuning.py)."""
+    if path.startswith("/k/"):
+        path = "/" + path[3:].partition("/")[2]
+    door = DOORS.get(path)
+    if door is not None:
+        return door.format
+    if path.startswith("/api/"):
+        return "ollama"
+    return "anthropic_messages" if path.startswith("/v1/messages") else "openai_chat"
+
+
+def refuse_early(path: str, headers: list[tuple[bytes, bytes]], error: GatewayError) -> tuple[dict, dict]:
+    """An error answered at the connection, before the body is read (server_tuning.py):
+    the payload in the door's format and, for a door, a UsageRecord (the key checked
+    against the in-memory snapshot only) and its x-request-id."""
+    path_key = None
+    if path.startswith("/k/"):
+        path_key, _, rest = path[3:].partition("/")
+        path = "/" + rest
+    door = DOORS.get(path)
+    _, payload = get_codec(error_format_for(path)).encode_error(error)
+    if door is None:
+        return payload, {}
+    ctx = RequestContext(door.name)
+    try:
+        ctx.key = authenticate({"headers": headers}, current_snapshot(), path_key)
+    except GatewayError:
+        pass
+    ctx.fail(error.status, error.type, error.message)
+    ctx.recorded = True
+    recorder.record(ctx.to_record())
+    return payload, {"x-request-id": ctx.request_id}
 
 
 def handles(path: str) -> bool:

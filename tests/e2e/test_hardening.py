@@ -67,3 +67,156 @@ class TestStoredResponsesBelongToTheirUser:
         assert r.status_code == 404 and "not found" in r.json()["error"]["message"]
         second = mine.responses.create(model=model, input="What number?", previous_response_id=ident)
         assert RESP_ID.match(second.id) and second.id != ident
+
+
+def _raw_exchange(port: int, data: bytes, timeout: float = 10.0, then: bytes = b"") -> tuple[int, dict, bytes]:
+    """Send raw bytes, read one response (status, headers, body) or what arrived before close."""
+    import socket
+    import time
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    started = time.time()
+    sock.sendall(data)
+    if then:
+        sock.sendall(then)
+    chunks = []
+    try:
+        while time.time() - started < timeout:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            raw = b"".join(chunks)
+            head, sep, body = raw.partition(b"\r\n\r\n")
+            if sep:
+                length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                if length and len(body) >= int(length.group(1)):
+                    break
+    except (ConnectionResetError, TimeoutError):
+        pass
+    finally:
+        sock.close()
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head:
+        return 0, {}, b""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, body
+
+
+def _post_head(path: str, length: int, extra: str = "", content_type: str = "application/json") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n{extra}\r\n").encode()
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_model_name_outside_latin1_is_answered_with_a_percent_encoded_header(self, gateway, alice,
+                                                                                     upstreams, stream):
+        from urllib.parse import quote
+
+        name = upstreams["openai_chat"].name
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"}, timeout=10,
+                       json={"model": f"{name}/模型", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-gateway-model"] == quote("模型")
+        assert "Hello" in r.text
+
+    @pytest.mark.parametrize("path,fmt", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
+    def test_a_64kb_header_is_a_431_in_the_clients_format(self, gateway, alice, path, fmt):
+        r = httpx.post(gateway.url + path, headers={"authorization": f"Bearer {alice}", "x-junk": "a" * 65536},
+                       json={"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 431
+        body = r.json()
+        if fmt == "anthropic":
+            assert body["type"] == "error" and "header" in body["error"]["message"]
+        else:
+            assert "header" in body["error"]["message"] and body["error"]["type"]
+
+    def test_many_headers_adding_up_over_the_limit_are_a_431(self, gateway, alice):
+        junk = {f"x-junk-{i}": "a" * 1000 for i in range(70)}
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}", **junk},
+                       json={"model": "x", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 431 and "header" in r.json()["error"]["message"]
+
+    @pytest.mark.parametrize("path,fmt", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic"),
+                                          ("/api/chat", "ollama")])
+    def test_a_too_large_content_length_is_a_413_before_the_body_is_read(self, gateway, alice, path, fmt):
+        from tests.environment import MAX_BODY
+
+        # Only the headers are sent: the answer must not wait for a body that never comes.
+        status, headers, body = _raw_exchange(gateway.port, _post_head(path, MAX_BODY + 1,
+                                                                       f"x-api-key: {alice}\r\n"), timeout=5)
+        assert status == 413
+        payload = json.loads(body)
+        message = payload["error"] if fmt == "ollama" else payload["error"]["message"]
+        assert "limit" in message
+        if fmt == "anthropic":
+            assert payload["type"] == "error"
+
+    def test_a_too_large_body_without_content_length_is_a_413(self, gateway, alice):
+        from tests.environment import MAX_BODY
+
+        def chunks():
+            for _ in range(MAX_BODY // 65536 + 2):
+                yield b"a" * 65536
+
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       content=chunks(), timeout=30)
+        assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+    @pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data; boundary=x",
+                                              "application/x-www-form-urlencoded"])
+    @pytest.mark.parametrize("path,fmt", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
+    def test_a_content_type_other_than_json_is_a_415_in_the_clients_format(self, gateway, alice, content_type,
+                                                                           path, fmt):
+        r = httpx.post(gateway.url + path, headers={"x-api-key": alice, "content-type": content_type},
+                       content=b'{"model": "x", "messages": []}', timeout=10)
+        assert r.status_code == 415, r.text
+        body = r.json()
+        assert "application/json" in body["error"]["message"]
+        if fmt == "anthropic":
+            assert body["type"] == "error"
+
+    def test_json_with_a_charset_and_no_content_type_are_accepted(self, gateway, alice, upstreams):
+        payload = json.dumps({"model": f"{upstreams['openai_chat'].name}/mock",
+                              "messages": [{"role": "user", "content": "hi"}]}).encode()
+        for content_type in ("application/json; charset=utf-8", None):
+            headers = {"authorization": f"Bearer {alice}"}
+            if content_type:
+                headers["content-type"] = content_type
+            r = httpx.post(gateway.url + "/v1/chat/completions", headers=headers, content=payload)
+            assert r.status_code == 200, (content_type, r.text)
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway():
+    from .conftest import GatewayProcess
+
+    server = GatewayProcess({"GATEWAY_BODY_TIMEOUT": "1.5"})
+    yield server
+    server.stop()
+
+
+class TestRequestsThatNeverComplete:
+    @pytest.mark.parametrize("path,fmt", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
+    def test_a_body_that_never_completes_is_a_408_after_the_timeout(self, impatient_gateway, alice, path, fmt):
+        import time
+
+        started = time.time()
+        status, _, body = _raw_exchange(impatient_gateway.port, _post_head(path, 1000, f"x-api-key: {alice}\r\n"),
+                                        timeout=10, then=b'{"model": ')
+        assert status == 408 and 1.0 < time.time() - started < 6
+        payload = json.loads(body)
+        assert "time" in payload["error"]["message"]
+        if fmt == "anthropic":
+            assert payload["type"] == "error"
+
+    def test_headers_that_never_complete_are_cut_off_too(self, impatient_gateway):
+        import time
+
+        started = time.time()
+        status, _, _ = _raw_exchange(impatient_gateway.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
+                                     timeout=10)
+        assert status == 408 and time.time() - started < 6
