@@ -220,3 +220,57 @@ class TestRequestsThatNeverComplete:
         status, _, _ = _raw_exchange(impatient_gateway.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
                                      timeout=10)
         assert status == 408 and time.time() - started < 6
+
+
+class TestNoKeyInAnyLog:
+    def test_the_access_log_redacts_path_keys_and_is_private(self, alice, tmp_path, upstreams):
+        import os
+        import subprocess
+        import sys
+        import time
+
+        from .conftest import ROOT, SERVER_ENV, free_port
+
+        log_file = tmp_path / "access.log"
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.daphne_main", "-b", "127.0.0.1", "-p", str(port),
+                                 "--verbosity", "0", "--access-log", str(log_file), "gateway.asgi:application"],
+                                cwd=ROOT, env={**os.environ, **SERVER_ENV}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    httpx.get(url + "/health/live", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            assert httpx.get(f"{url}/k/{alice}/v1/models").status_code == 200
+            httpx.post(f"{url}/k/{alice}/v1/chat/completions",
+                       json={"model": f"{upstreams['openai_chat'].name}/mock",
+                             "messages": [{"role": "user", "content": "hi"}]})
+            httpx.get(f"{url}/nowhere/{alice}")  # a key anywhere in a path
+            time.sleep(0.3)
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=15)
+        text = log_file.read_text()
+        assert "/v1/models" in text and "/v1/chat/completions" in text
+        assert alice not in text and alice[:10] in text
+        assert alice not in stderr.decode(errors="replace")
+        assert (os.stat(log_file).st_mode & 0o777) == 0o600
+
+    def test_log_records_of_any_logger_are_redacted(self, alice, caplog):
+        import logging
+
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("junction.proxy").warning("upstream said %s for /k/%s/v1/chat", f"key={alice}", alice)
+            logging.getLogger("django.request").error("Not Found: /k/%s/admin", "jk-short")
+            try:
+                raise ValueError(f"bad key {alice}")
+            except ValueError:
+                logging.getLogger("daphne.server").exception("boom")
+        text = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+        assert alice not in text and alice[:10] + "…" in text
+        assert "jk-short" not in text
