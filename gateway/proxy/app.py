@@ -6,6 +6,8 @@ throughput, design.md §2). Everything else goes to Django.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import time
 
@@ -249,12 +251,32 @@ async def stored_response(scope, receive, send, path_key, ident: str) -> None:
 
 async def metrics(scope, receive, send, path_key) -> None:
     token = settings.GATEWAY_METRICS_TOKEN
-    if token and not any(name == b"authorization" and value.decode("latin-1") == f"Bearer {token}"
-                         for name, value in scope["headers"]):
-        await send_json(send, 401, {"error": "metrics token required"})
+    if token:
+        presented = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+        if not hmac.compare_digest(presented, b"Bearer " + token.encode()):
+            await send_json(send, 401, {"error": "metrics token required"})
+            return
+    elif not settings.GATEWAY_METRICS_PUBLIC and not _local(scope):
+        await send_json(send, 401, {"error": "metrics are served to loopback only: set GATEWAY_METRICS_TOKEN "
+                                             "(or GATEWAY_METRICS_PUBLIC=true)"})
         return
     body, content_type = exposition()
     await send_bytes(send, 200, body, content_type)
+
+
+def _local(scope: dict) -> bool:
+    """Reached over loopback, and not through a proxy (which may be on loopback itself)."""
+    server, client = scope.get("server") or ("", 0), scope.get("client") or ("", 0)
+    if not (_loopback(server[0]) and _loopback(client[0])):
+        return False
+    return not any(name in (b"x-forwarded-for", b"forwarded", b"x-real-ip") for name, _ in scope["headers"])
+
+
+def _loopback(host) -> bool:
+    try:
+        return ipaddress.ip_address(str(host)).is_loopback
+    except ValueError:
+        return False
 
 
 async def health_live(scope, receive, send, path_key) -> None:

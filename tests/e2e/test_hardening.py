@@ -274,3 +274,55 @@ class TestNoKeyInAnyLog:
         text = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
         assert alice not in text and alice[:10] + "…" in text
         assert "jk-short" not in text
+
+
+class TestMetricsProtection:
+    def test_without_a_token_metrics_are_for_loopback_only(self, gateway):
+        assert httpx.get(gateway.url + "/metrics").status_code == 200
+        # Through a proxy (even one on loopback) the client is not local.
+        r = httpx.get(gateway.url + "/metrics", headers={"x-forwarded-for": "203.0.113.9"})
+        assert r.status_code == 401 and "GATEWAY_METRICS_TOKEN" in r.json()["error"]
+
+    def test_a_server_bound_outside_loopback_wants_the_token(self):
+        import asyncio
+
+        from django.test import override_settings
+
+        from gateway.proxy import app
+
+        async def call(scope_server, client, headers=()):
+            sent = []
+
+            async def send(message):
+                sent.append(message)
+
+            scope = {"server": scope_server, "client": client, "headers": list(headers)}
+            await app.metrics(scope, None, send, None)
+            return sent[0]["status"]
+
+        outside = (("10.1.2.3", 3000), ("10.1.2.4", 5555))
+        with override_settings(GATEWAY_METRICS_TOKEN="", GATEWAY_METRICS_PUBLIC=False):
+            assert asyncio.run(call(*outside)) == 401
+            assert asyncio.run(call(("127.0.0.1", 3000), ("127.0.0.1", 5555))) == 200
+        with override_settings(GATEWAY_METRICS_TOKEN="", GATEWAY_METRICS_PUBLIC=True):
+            assert asyncio.run(call(*outside)) == 200
+        with override_settings(GATEWAY_METRICS_TOKEN="s3cret", GATEWAY_METRICS_PUBLIC=False):
+            assert asyncio.run(call(*outside)) == 401
+            assert asyncio.run(call(("127.0.0.1", 3000), ("127.0.0.1", 5555))) == 401
+            assert asyncio.run(call(*outside, headers=[(b"authorization", b"Bearer s3cret")])) == 200
+
+    def test_client_chosen_model_names_fold_into_other(self, gateway, alice, upstreams):
+        name = upstreams["openai_chat"].name
+        for i in range(30):
+            r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                           json={"model": f"{name}/invented-{i}", "messages": [{"role": "user", "content": "x"}]})
+            assert r.status_code == 200
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       json={"model": f"{name}/mock", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200
+        import time
+
+        time.sleep(0.3)
+        text = httpx.get(gateway.url + "/metrics").text
+        assert "invented-" not in text
+        assert f'provider="{name}"' in text and 'model="other"' in text and 'model="mock"' in text
