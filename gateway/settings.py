@@ -30,6 +30,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Former SECRET_KEYs: sessions signed and provider secrets encrypted with them stay valid
+# (gateway/crypto.py) until `manage.py rotate_secrets` re-encrypts with the current one.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

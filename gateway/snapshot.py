@@ -8,6 +8,10 @@ from; on a change the first request rebuilds (single-flight) and the rest wait
 for it, so a revoked key is refused on the very next request. Processes on other
 hosts learn it through Redis when REDIS_URL is set (gateway.cluster polls the
 shared version once a sync interval).
+
+A failed rebuild (database unreachable) keeps serving the last snapshot: it is
+logged, retried with exponential backoff (1 s doubling to 30 s, no rebuild attempt
+per request meanwhile) and /health/ready says degraded until a rebuild succeeds.
 """
 
 from __future__ import annotations
@@ -28,6 +32,20 @@ log = logging.getLogger("junction.snapshot")
 _current: ConfigSnapshot = EMPTY
 _lock: asyncio.Lock | None = None
 DEFAULT_ROUTE = "default"
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+
+
+class _Rebuild:
+    """State of failed rebuilds (read by /health/ready)."""
+
+    error = ""  # the last rebuild's failure, "" when the snapshot is current
+    failures = 0
+    retry_at = 0.0
+
+
+REBUILD = _Rebuild()
+# Providers left out of the snapshot, with the reason (e.g. a secret no key decrypts).
+provider_problems: dict[str, str] = {}
 
 
 def bump_version() -> None:
@@ -58,10 +76,22 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
     from gateway.limits import build_budgets
     from routing.selectors import provider_health, route_info, routes_for_snapshot
 
+    from gateway.crypto import UnreadableSecret
+
     try:
         providers: dict[str, ProviderInfo] = {}
         model_index: dict[str, list[str]] = {}
+        problems: dict[str, str] = {}
         for p in Provider.objects.filter(enabled=True).prefetch_related("models"):
+            unreadable = [f for f in ("api_key", "aws_secret_access_key")
+                          if isinstance(getattr(p, f), UnreadableSecret)]
+            if unreadable:
+                # Disabled, not fatal: the rest of the config keeps serving.
+                problems[p.name] = (f"disabled: the stored {' and '.join(unreadable)} cannot be decrypted with the "
+                                    f"configured keys (SECRET_KEY changed? put the old one in SECRET_KEY_FALLBACKS "
+                                    f"and run `manage.py rotate_secrets`, or enter the secret again)")
+                log.error("provider %s %s", p.name, problems[p.name])
+                continue
             models = {}
             for m in p.models.all():
                 if not m.enabled:
@@ -98,6 +128,8 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
             anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous")
 
         default = routes.get(DEFAULT_ROUTE)
+        global provider_problems
+        provider_problems = problems
         return ConfigSnapshot(
             version=version, providers=providers, routes=routes, keys=keys,
             default_route=DEFAULT_ROUTE if default else None,
@@ -123,10 +155,28 @@ async def get_snapshot() -> ConfigSnapshot:
         return snap
     if _lock is None:
         _lock = asyncio.Lock()
+    if snap is not EMPTY and REBUILD.failures and time.monotonic() < REBUILD.retry_at:
+        return snap  # the database was unreachable: serve the last snapshot until the next retry
     async with _lock:
         if _current is not EMPTY and _current.version == version:
             return _current
+        if _current is not EMPTY and REBUILD.failures and time.monotonic() < REBUILD.retry_at:
+            return _current
         started = time.perf_counter()
-        _current = await asyncio.to_thread(build_snapshot, version)
+        try:
+            _current = await asyncio.to_thread(build_snapshot, version)
+        except Exception as exc:
+            if _current is EMPTY:
+                raise  # nothing to serve from yet
+            REBUILD.failures += 1
+            wait = min(RETRY_MAX, RETRY_FIRST * 2 ** (REBUILD.failures - 1))
+            REBUILD.retry_at = time.monotonic() + wait
+            REBUILD.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("config snapshot rebuild failed (%s); serving the last snapshot, retry in %.0f s",
+                      REBUILD.error, wait)
+            return _current
+        if REBUILD.failures:
+            log.warning("config snapshot rebuilt after %d failed attempt(s)", REBUILD.failures)
+        REBUILD.failures, REBUILD.error = 0, ""
         log.info("config snapshot rebuilt in %.1f ms", (time.perf_counter() - started) * 1000)
         return _current

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from gateway.cluster import CLUSTER
 from gateway.limits import LIMITS
+from gateway import snapshot as snapshots
 from gateway.metrics import exposition
 from gateway.snapshot import current_snapshot, get_snapshot
 from gateway.usage import recorder
@@ -292,10 +293,17 @@ async def health_ready(scope, receive, send, path_key) -> None:
         return
     degraded = {name: status for name, status in snapshot.health.items() if status in ("down", "degraded")}
     circuits = {name: v["circuit"] for name, v in STATS.summary().items() if v["circuit"] != "closed"}
-    await send_json(send, 200, {"status": "degraded" if degraded or circuits else "ok",
-                                "providers": len(snapshot.providers), "routes": len(snapshot.routes),
-                                "degraded_providers": degraded, "open_circuits": circuits,
-                                "snapshot_ms": round((time.perf_counter() - started) * 1000, 3)})
+    problems = dict(snapshots.provider_problems)
+    stale = snapshots.REBUILD.error
+    body = {"status": "degraded" if degraded or circuits or problems or stale else "ok",
+            "providers": len(snapshot.providers), "routes": len(snapshot.routes),
+            "degraded_providers": degraded, "open_circuits": circuits,
+            "snapshot_ms": round((time.perf_counter() - started) * 1000, 3)}
+    if problems:
+        body["provider_errors"] = problems
+    if stale:  # serving the last snapshot: its rebuild failed (database unreachable?)
+        body["snapshot_error"] = stale
+    await send_json(send, 200, body)
 
 
 DOORS: dict[str, FrontDoor] = {
