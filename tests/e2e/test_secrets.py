@@ -163,3 +163,44 @@ class TestAnUnreadableSecretDisablesOnlyItsProvider:
         finally:
             Provider.objects.filter(id=bad.id).delete()
             good.save()
+
+
+class TestDatabaseOutage:
+    def test_a_config_change_during_an_outage_keeps_serving_from_the_last_snapshot(self, fake_openai, tmp_path):
+        """The gateway's own copy of the database disappears (an outage, as the gateway
+        sees it: every query fails) right after a config change."""
+        from .conftest import DATA_DIR, GatewayProcess
+
+        upstream = world.provider(fake_openai.url + "/v1")
+        key = key_issue(username="alice", name="alice laptop")[1]
+        db = tmp_path / "outage.sqlite3"
+        source = sqlite3.connect(DATA_DIR / "test.sqlite3")
+        target = sqlite3.connect(db)
+        source.backup(target)
+        source.close()
+        target.close()
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        server = GatewayProcess({"DATABASE_URL": f"sqlite:///{db}", "GATEWAY_DATA_DIR": str(data_dir)})
+        body = {"model": f"{upstream.name}/mock", "messages": [{"role": "user", "content": "x"}]}
+        headers = {"authorization": f"Bearer {key}"}
+        try:
+            assert httpx.post(server.url + "/v1/chat/completions", headers=headers, json=body).status_code == 200
+            shutil.move(db, tmp_path / "away.sqlite3")
+            db.write_bytes(b"this is not a database")
+            (data_dir / "config.version").write_text("changed during the outage")
+            for _ in range(5):
+                r = httpx.post(server.url + "/v1/chat/completions", headers=headers, json=body, timeout=10)
+                assert r.status_code == 200, r.text
+            ready = httpx.get(server.url + "/health/ready").json()
+            assert ready["status"] == "degraded" and ready["snapshot_error"]
+            # The database comes back: the next retry (backoff 1 s, then 2 s) rebuilds.
+            db.unlink()
+            shutil.move(tmp_path / "away.sqlite3", db)
+            deadline = time.time() + 10
+            while time.time() < deadline and "snapshot_error" in httpx.get(server.url + "/health/ready").json():
+                httpx.post(server.url + "/v1/chat/completions", headers=headers, json=body, timeout=10)
+                time.sleep(0.3)
+            assert "snapshot_error" not in httpx.get(server.url + "/health/ready").json()
+        finally:
+            server.stop()
