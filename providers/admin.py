@@ -27,6 +27,16 @@ class ProviderForm(forms.ModelForm):
         model = Provider
         fields = "__all__"
 
+    def clean_extra_headers(self):
+        """The config file's rules (gateway/config_schema.py): header names to strings."""
+        from gateway.config_schema import STRING, MapOf, check_value
+
+        value = self.cleaned_data.get("extra_headers")
+        problems = check_value(value, MapOf(STRING), "extra_headers")
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
+
     def clean(self):
         data = super().clean()
         self.moved = [f for f in DESTINATION if f in self.changed_data] if self.instance.pk else []
