@@ -33,7 +33,7 @@ from .auth import authenticate
 from .context import RequestContext
 from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
                     OpenAIChatDoor, OpenAIEmbeddingsDoor, ResponsesDoor)
-from .forward import Exchange
+from .forward import Exchange, decode_client_request
 from .io import BodyTooLarge, ClientGone, read_body, send_bytes, send_json
 from .tokens import estimate_request
 
@@ -155,7 +155,7 @@ def _counts_upstream(plan, client_format: str) -> bool:
 
 
 async def _count_locally(ctx: RequestContext, codec, body: dict, send) -> None:
-    request = codec.decode_request(body, require_max_tokens=False)
+    request = decode_client_request(codec, body, require_max_tokens=False)
     tokens = estimate_request(request)
     ctx.status = 200
     ctx.provider, ctx.model = "junction", "o200k-estimate"

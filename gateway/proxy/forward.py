@@ -10,6 +10,7 @@ failure ends the stream with the client format's error event.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 
@@ -20,7 +21,7 @@ from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
-from providers.codecs.errors import GatewayError, UnsupportedFeature
+from providers.codecs.errors import GatewayError, InvalidRequest, UnsupportedFeature
 from providers.codecs.openai_chat import decode_usage
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
@@ -30,6 +31,8 @@ from .context import RequestContext
 from .io import encode_headers, send_bytes
 from .response_ids import ResponseIdRewriter, new_response_id
 from .streams import DecoderTap, OpenAIChatTap, Translator
+
+log = logging.getLogger("junction.proxy")
 
 
 class Exchange:
@@ -55,7 +58,7 @@ class Exchange:
     @property
     def canonical(self) -> c.Request:
         if self._canonical is None:
-            self._canonical = self.client_codec.decode_request(self.body)
+            self._canonical = decode_client_request(self.client_codec, self.body)
         return self._canonical
 
     def client_wants_usage(self) -> bool:
@@ -329,6 +332,20 @@ class Exchange:
         prompt = max(1, len(orjson.dumps(self.body.get("messages") or self.body.get("input") or "")) // 4)
         completion = self.ctx.chunks if self.stream else max(0, len(raw) // 4)
         return c.Usage(input_tokens=prompt, output_tokens=completion, estimated=True)
+
+
+def decode_client_request(codec, body: dict, **options) -> c.Request:
+    """The client codec's decode_request, with a net: a body of the right JSON shape
+    at the top but the wrong types deeper down (tests/fuzz) is the client's 400, not
+    a 500, even where a codec misses a type check."""
+    try:
+        return codec.decode_request(body, **options)
+    except GatewayError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        log.warning("%s decoder: %s on a malformed body", codec.name, type(exc).__name__)
+        raise InvalidRequest(f"The request body is malformed: a field has the wrong type or shape "
+                             f"({type(exc).__name__}: {str(exc)[:200]}).") from None
 
 
 class ResponsesCapture:
