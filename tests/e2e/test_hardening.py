@@ -326,3 +326,14 @@ class TestMetricsProtection:
         text = httpx.get(gateway.url + "/metrics").text
         assert "invented-" not in text
         assert f'provider="{name}"' in text and 'model="other"' in text and 'model="mock"' in text
+
+
+def test_no_header_value_can_fail_the_response():
+    from gateway.proxy.context import RequestContext
+    from gateway.proxy.io import encode_headers
+
+    ctx = RequestContext("chat.completions")
+    ctx.route, ctx.provider, ctx.model = "路线", "p\r\nset-cookie: x", "模型"
+    headers = dict(encode_headers(ctx.response_headers()))
+    assert headers[b"x-gateway-model"] == b"%E6%A8%A1%E5%9E%8B" and b"\n" not in headers[b"x-gateway-provider"]
+    assert encode_headers({"x-other": "ünïcødé 模"})[0][1].isascii()
