@@ -66,9 +66,16 @@ def error_response(status: int, channel, error_type: str, message: str) -> bytes
             b"connection: close\r\n\r\n" % (status, _REASONS.get(status, b"Error"), len(body), head)) + body
 
 
+def _reactor():
+    """Imported when first needed: importing it at module level would install Twisted's
+    default reactor in processes that import gateway.asgi without Daphne."""
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def _install_limits() -> None:
     from django.conf import settings
-    from twisted.internet import reactor
 
     channel = _twisted_http.HTTPChannel
     header_limit = settings.GATEWAY_MAX_HEADER_BYTES
@@ -89,7 +96,7 @@ def _install_limits() -> None:
             self.transport.loseWriteConnection()  # half-close: the answer and EOF reach the client
         except (AttributeError, NotImplementedError):
             self.transport.loseConnection()
-        reactor.callLater(5, self.transport.abortConnection)
+        _reactor().callLater(5, self.transport.abortConnection)
 
     def respond_bad_request(self) -> None:
         if self._receivedHeaderSize > self.totalHeadersSize:
@@ -116,7 +123,7 @@ def _install_limits() -> None:
 
     def line_received(self, line) -> None:
         if getattr(self, "_junction_timer", None) is None and self._HTTPChannel__first_line:
-            self._junction_timer = reactor.callLater(settings.GATEWAY_BODY_TIMEOUT, timed_out, self)
+            self._junction_timer = _reactor().callLater(settings.GATEWAY_BODY_TIMEOUT, timed_out, self)
         original_line(self, line)
 
     def headers_received(self) -> None:
