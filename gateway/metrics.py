@@ -63,7 +63,7 @@ def _fold(route: str, provider: str, model: str) -> tuple[str, str, str]:
             route = OTHER
     if provider and provider not in providers and provider != "junction":
         provider = OTHER
-    if model and model not in models:
+    if model and model not in models and provider != "junction":  # junction: local count_tokens estimates
         model = OTHER
     return route, provider, model
 
