@@ -32,7 +32,8 @@ def _derived(secret_key: str) -> str:
 
 @functools.cache
 def _fernet() -> MultiFernet:
-    derived = [_derived(settings.SECRET_KEY)] + [_derived(k) for k in getattr(settings, "SECRET_KEY_FALLBACKS", ())]
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", ())
+    derived = [_derived(settings.SECRET_KEY)] + [_derived(k) for k in fallbacks]
     keys = list(settings.GATEWAY_ENCRYPTION_KEYS) + derived  # the first one encrypts
     unique = list(dict.fromkeys(k.decode() if isinstance(k, bytes) else k for k in keys))
     return MultiFernet([Fernet(k.encode()) for k in unique])

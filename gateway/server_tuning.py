@@ -56,8 +56,8 @@ def error_response(status: int, channel, error_type: str, message: str) -> bytes
     path, headers = b"", []
     if not getattr(channel, "_HTTPChannel__first_line", 1) and channel.requests:
         path = getattr(channel, "_path", b"") or b""
-        headers = [(name.lower(), value) for name, values in channel.requests[-1].requestHeaders.getAllRawHeaders()
-                   for value in values]
+        raw = channel.requests[-1].requestHeaders.getAllRawHeaders()
+        headers = [(name.lower(), value) for name, values in raw for value in values]
     payload, extra = refuse_early(path.split(b"?", 1)[0].decode("latin-1"), headers,
                                   GatewayError(error_type, message, status))
     body = orjson.dumps(payload)
@@ -80,7 +80,7 @@ def _install_limits() -> None:
     channel = _twisted_http.HTTPChannel
     header_limit = settings.GATEWAY_MAX_HEADER_BYTES
     channel.totalHeadersSize = header_limit
-    channel.MAX_LENGTH = header_limit  # one line alone (LineReceiver) would otherwise just drop the connection
+    channel.MAX_LENGTH = header_limit  # one line over LineReceiver's limit: it would just drop the connection
     original_line, original_headers = channel.lineReceived, channel.allHeadersReceived
     original_content = channel.allContentReceived
 

@@ -87,9 +87,10 @@ def build_snapshot(version: object = None) -> ConfigSnapshot:
                           if isinstance(getattr(p, f), UnreadableSecret)]
             if unreadable:
                 # Disabled, not fatal: the rest of the config keeps serving.
-                problems[p.name] = (f"disabled: the stored {' and '.join(unreadable)} cannot be decrypted with the "
-                                    f"configured keys (SECRET_KEY changed? put the old one in SECRET_KEY_FALLBACKS "
-                                    f"and run `manage.py rotate_secrets`, or enter the secret again)")
+                problems[p.name] = (
+                    f"disabled: the stored {' and '.join(unreadable)} cannot be decrypted with the "
+                    f"configured keys (SECRET_KEY changed? put the old one in SECRET_KEY_FALLBACKS and run "
+                    f"`manage.py rotate_secrets`, or enter the secret again)")
                 log.error("provider %s %s", p.name, problems[p.name])
                 continue
             models = {}

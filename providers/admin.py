@@ -83,7 +83,8 @@ class ProviderAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         """A changed Azure deployment also moves where the key goes: the same rule."""
         moved = change and formset.model is ProviderModel and any(
-            f.instance.pk and "deployment" in f.changed_data for f in formset.forms if hasattr(f, "cleaned_data"))
+            f.instance.pk and "deployment" in f.changed_data
+            for f in formset.forms if hasattr(f, "cleaned_data"))
         super().save_formset(request, form, formset, change)
         if moved:
             obj = form.instance

@@ -140,9 +140,9 @@ def _check_content_type(value: bytes | None) -> None:
     media = value.split(b";", 1)[0].strip().lower()
     if media == b"application/json" or media.endswith(b"+json") or media == b"":
         return
-    raise GatewayError("invalid_request", f"Unsupported content-type '{value.decode('latin-1')[:100]}': "
-                                          f"send the body as JSON with `content-type: application/json`.", 415,
-                       code="unsupported_media_type")
+    message = (f"Unsupported content-type '{value.decode('latin-1')[:100]}': "
+               f"send the body as JSON with `content-type: application/json`.")
+    raise GatewayError("invalid_request", message, 415, code="unsupported_media_type")
 
 
 def _counts_upstream(plan, client_format: str) -> bool:

@@ -32,14 +32,16 @@ def _names():
 
 
 @pytest.mark.parametrize("extra,expected", [
-    ("    first_token_timout: 30", "providers[2].first_token_timout: unknown key (did you mean `first_token_timeout`?)"),
+    ("    first_token_timout: 30",
+     "providers[2].first_token_timout: unknown key (did you mean `first_token_timeout`?)"),
     ("    api_kye: sk-x", "providers[2].api_kye: unknown key (did you mean `api_key`?)"),
     ("    models: [{id: m, input_prise: 3}]",
      "providers[2].models[0].input_prise: unknown key (did you mean `input_price`?)"),
     ("route:\n  - name: x\n    targets: [y]", "route: unknown key (did you mean `routes`?)"),
     ("routes:\n  - name: r\n    strategy: priorty\n    targets: []",
      "routes[0].strategy: unknown value `priorty` (did you mean `priority`?)"),
-    ("    wire_api: responess", "providers[2].wire_api: unknown value `responess` (did you mean `responses`?)"),
+    ("    wire_api: responess",
+     "providers[2].wire_api: unknown value `responess` (did you mean `responses`?)"),
     ("    connect_timeout: soon", "providers[2].connect_timeout: expected a number, got a string `soon`"),
     ("    enabled: [1]", "providers[2].enabled: expected true or false"),
     ("    extra_headers: [a, b]", "providers[2].extra_headers: expected a mapping, got a list"),
@@ -56,21 +58,25 @@ def test_typos_are_errors_naming_the_file_path_and_closest_key(extra, expected):
 
 
 def test_an_unknown_provider_type_names_the_closest_type():
-    with pytest.raises(ConfigError, match=r"providers\[0\]\.type: unknown value `antropic` \(did you mean `anthropic`"):
+    expected = r"providers\[0\]\.type: unknown value `antropic` \(did you mean `anthropic`"
+    with pytest.raises(ConfigError, match=expected):
         import_config(load("providers:\n  - name: x\n    type: antropic\n"), source="c.yaml")
 
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as info:
-        import_config(load("providers:\n  - name: x\n    type: openai\n    api_kye: a\n    modle: b\n"), source="c.yaml")
+        text = "providers:\n  - name: x\n    type: openai\n    api_kye: a\n    modle: b\n"
+        import_config(load(text), source="c.yaml")
     assert "api_kye" in str(info.value) and "modle" in str(info.value)
 
 
 def test_a_valid_file_still_imports_with_env_strings_for_numbers(monkeypatch):
     monkeypatch.setenv("CFG_TIMEOUT", "12.5")
     a, b, c = _names()
-    extra = "    connect_timeout: ${CFG_TIMEOUT}\n    models: [m1, {id: m2, input_price: 3, context_window: 1000}]\n" \
-            f"routes:\n  - name: {a}-route\n    strategy: cost\n    targets: [{a}, {{provider: {b}, weight: 2}}]"
+    extra = ("    connect_timeout: ${CFG_TIMEOUT}\n"
+             "    models: [m1, {id: m2, input_price: 3, context_window: 1000}]\n"
+             f"routes:\n  - name: {a}-route\n    strategy: cost\n"
+             f"    targets: [{a}, {{provider: {b}, weight: 2}}]")
     import_config(load(BASE.format(a=a, b=b, c=c, extra=extra)), source="config.yaml")
     assert Provider.objects.get(name=c).connect_timeout == 12.5
     assert Route.objects.get(name=f"{a}-route").strategy == "cost"

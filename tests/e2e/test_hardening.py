@@ -54,11 +54,13 @@ class TestStoredResponsesBelongToTheirUser:
         assert mine.responses.retrieve(ident).id == ident
         # Another alice key is the same user: allowed.
         other_alice = world.alice_key()
-        r = httpx.get(f"{gateway.url}/v1/responses/{ident}", headers={"authorization": f"Bearer {other_alice}"})
+        r = httpx.get(f"{gateway.url}/v1/responses/{ident}",
+                      headers={"authorization": f"Bearer {other_alice}"})
         assert r.status_code == 200 and r.json()["id"] == ident
         # bob gets the same 404 as for an id that does not exist, and nothing is sent upstream.
         r = httpx.get(f"{gateway.url}/v1/responses/{ident}", headers={"authorization": f"Bearer {bob}"})
-        unknown = httpx.get(f"{gateway.url}/v1/responses/resp_{'0' * 32}", headers={"authorization": f"Bearer {bob}"})
+        unknown = httpx.get(f"{gateway.url}/v1/responses/resp_{'0' * 32}",
+                            headers={"authorization": f"Bearer {bob}"})
         assert r.status_code == unknown.status_code == 404
         assert r.json()["error"]["message"].replace(ident, "X") == \
             unknown.json()["error"]["message"].replace(f"resp_{'0' * 32}", "X")
@@ -69,7 +71,8 @@ class TestStoredResponsesBelongToTheirUser:
         assert RESP_ID.match(second.id) and second.id != ident
 
 
-def _raw_exchange(port: int, data: bytes, timeout: float = 10.0, then: bytes = b"") -> tuple[int, dict, bytes]:
+def _raw_exchange(port: int, data: bytes, timeout: float = 10.0,
+                  then: bytes = b"") -> tuple[int, dict, bytes]:
     """Send raw bytes, read one response (status, headers, body) or what arrived before close."""
     import socket
     import time
@@ -117,15 +120,17 @@ class TestHostileInput:
         from urllib.parse import quote
 
         name = upstreams["openai_chat"].name
-        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"}, timeout=10,
-                       json={"model": f"{name}/模型", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}"},
+                       timeout=10, json={"model": f"{name}/模型", "stream": stream,
+                                         "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200, r.text
         assert r.headers["x-gateway-model"] == quote("模型")
         assert "Hello" in r.text
 
     @pytest.mark.parametrize("path,fmt", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
     def test_a_64kb_header_is_a_431_in_the_clients_format(self, gateway, alice, path, fmt):
-        r = httpx.post(gateway.url + path, headers={"authorization": f"Bearer {alice}", "x-junk": "a" * 65536},
+        r = httpx.post(gateway.url + path,
+                       headers={"authorization": f"Bearer {alice}", "x-junk": "a" * 65536},
                        json={"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 431
         body = r.json()
@@ -136,7 +141,8 @@ class TestHostileInput:
 
     def test_many_headers_adding_up_over_the_limit_are_a_431(self, gateway, alice):
         junk = {f"x-junk-{i}": "a" * 1000 for i in range(70)}
-        r = httpx.post(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {alice}", **junk},
+        r = httpx.post(gateway.url + "/v1/chat/completions",
+                       headers={"authorization": f"Bearer {alice}", **junk},
                        json={"model": "x", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 431 and "header" in r.json()["error"]["message"]
 
@@ -201,11 +207,13 @@ def impatient_gateway():
 
 class TestRequestsThatNeverComplete:
     @pytest.mark.parametrize("path,fmt", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
-    def test_a_body_that_never_completes_is_a_408_after_the_timeout(self, impatient_gateway, alice, path, fmt):
+    def test_a_body_that_never_completes_is_a_408_after_the_timeout(self, impatient_gateway, alice, path,
+                                                                    fmt):
         import time
 
         started = time.time()
-        status, _, body = _raw_exchange(impatient_gateway.port, _post_head(path, 1000, f"x-api-key: {alice}\r\n"),
+        head = _post_head(path, 1000, f"x-api-key: {alice}\r\n")
+        status, _, body = _raw_exchange(impatient_gateway.port, head,
                                         timeout=10, then=b'{"model": ')
         assert status == 408 and 1.0 < time.time() - started < 6
         payload = json.loads(body)
@@ -217,8 +225,8 @@ class TestRequestsThatNeverComplete:
         import time
 
         started = time.time()
-        status, _, _ = _raw_exchange(impatient_gateway.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
-                                     timeout=10)
+        status, _, _ = _raw_exchange(impatient_gateway.port,
+                                     b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", timeout=10)
         assert status == 408 and time.time() - started < 6
 
 

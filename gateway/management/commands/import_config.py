@@ -11,8 +11,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", nargs="?", help="YAML file; omit with --demo for the built-in demo config")
         parser.add_argument("--demo", action="store_true")
-        parser.add_argument("--check", action="store_true", help="Validate the file (names, types, references) "
-                                                                  "without writing anything.")
+        parser.add_argument("--check", action="store_true",
+                            help="Validate the file (names, types, references) without writing anything.")
 
     def handle(self, *args, file=None, demo=False, check=False, **options):
         if not file and not demo:
