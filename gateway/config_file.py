@@ -99,8 +99,12 @@ def _target(spec, providers: dict[str, Provider]) -> tuple[Provider, str, int]:
 
 
 @transaction.atomic
-def import_config(data: dict) -> dict:
-    """Upsert providers, models and routes by name. Returns counts."""
+def import_config(data: dict, source: str = "config", check: bool = False) -> dict:
+    """Upsert providers, models and routes by name. Returns counts. The whole file is
+    validated first (gateway/config_schema.py); `check` rolls everything back."""
+    from .config_schema import validate
+
+    validate(data, source)
     counts = {"providers": 0, "models": 0, "routes": 0}
     providers: dict[str, Provider] = {p.name: p for p in Provider.objects.all()}
     for spec in data.get("providers") or []:
@@ -165,6 +169,8 @@ def import_config(data: dict) -> dict:
     for spec in route_specs:
         if "rules" in spec:
             _import_rules(routes[spec["name"]], spec["rules"] or [], routes, providers)
+    if check:  # everything ran (references, model validation): now undo it
+        transaction.set_rollback(True)
     return counts
 
 

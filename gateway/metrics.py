@@ -3,7 +3,12 @@
 Fed from the usage recorder's listener hook, once per finished request, so the hot
 path pays a few counter increments and nothing else. Per process: scrape every
 gateway process (or use the multiprocess mode of prometheus-client behind one
-endpoint). Set GATEWAY_METRICS_TOKEN to require `Authorization: Bearer <token>`.
+endpoint). Set GATEWAY_METRICS_TOKEN to require `Authorization: Bearer <token>`;
+without one the page is served to loopback only (GATEWAY_METRICS_PUBLIC=true opts out).
+
+Label values are bounded: a model or route the config snapshot does not know (clients
+can name any model) is counted as `other`, so the page and the registry stay the size
+of the config, whatever clients send.
 """
 
 from __future__ import annotations
@@ -28,14 +33,43 @@ FIRST_BYTE = Histogram("junction_time_to_first_byte_seconds", "Time to the upstr
 TOKEN_FIELDS = (("input", "prompt_tokens"), ("output", "completion_tokens"), ("cached", "cached_tokens"),
                 ("reasoning", "reasoning_tokens"))
 _children: dict[tuple, tuple] = {}  # label values → metric children (.labels() costs more than .inc())
+OTHER = "other"
+_known: tuple[object, frozenset, frozenset, frozenset] | None = None  # snapshot, routes, providers, models
 
 
-def _for(endpoint: str, route: str, provider: str, model: str, status: int, stream: bool) -> tuple:
+def _known_names(snapshot) -> tuple[frozenset, frozenset, frozenset]:
+    """Routes, providers and models of the gateway's current snapshot (recomputed when it changes)."""
+    global _known
+    if _known is None or _known[0] is not snapshot:
+        models = set()
+        for p in snapshot.providers.values():
+            models.update(p.models)
+            if p.default_model:
+                models.add(p.default_model)
+        for r in snapshot.routes.values():
+            models.update(t.model for t in r.targets)
+        _known = (snapshot, frozenset(snapshot.routes), frozenset(snapshot.providers), frozenset(models))
+    return _known[1], _known[2], _known[3]
+
+
+def _fold(snapshot, route: str, provider: str, model: str) -> tuple[str, str, str]:
+    routes, providers, models = _known_names(snapshot)
+    if route and route not in routes:
+        kind, _, name = route.partition(":")  # routing.router: provider:<name>, model:<id>
+        if not ((kind == "provider" and name in providers) or (kind == "model" and name in models)):
+            route = OTHER
+    if provider and provider not in providers and provider != "junction":
+        provider = OTHER
+    if model and model not in models and provider != "junction":  # junction: local count_tokens estimates
+        model = OTHER
+    return route, provider, model
+
+
+def _for(snapshot, endpoint: str, route: str, provider: str, model: str, status: int, stream: bool) -> tuple:
+    route, provider, model = _fold(snapshot, route, provider, model)
     key = (endpoint, route, provider, model, status, stream)
     children = _children.get(key)
     if children is None:
-        if len(_children) > 50_000:  # clients can name arbitrary models: stay bounded
-            _children.clear()
         children = _children[key] = (
             REQUESTS.labels(endpoint, route, provider, model, str(status)),
             tuple(TOKENS.labels(route, provider, model, kind) for kind, _ in TOKEN_FIELDS),
@@ -44,9 +78,11 @@ def _for(endpoint: str, route: str, provider: str, model: str, status: int, stre
     return children
 
 
-def observe(record: dict) -> None:
+def observe(record: dict, snapshot) -> None:
+    """Count one finished request. Labels not in `snapshot` (the gateway's current config)
+    fold into `other`, so client-chosen model names cannot grow the page without bound."""
     requests, tokens, cost, fallbacks, latency, first_byte = _for(
-        record["endpoint"], record["route"], record["provider"], record["model"], record["status"], record["stream"])
+        snapshot, record["endpoint"], record["route"], record["provider"], record["model"], record["status"], record["stream"])
     requests.inc()
     for counter, (_, field) in zip(tokens, TOKEN_FIELDS):
         if record[field]:

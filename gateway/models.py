@@ -124,6 +124,9 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Who may see everyone's spend (reports, usage API): an explicit permission,
+        # assignable to a group, not is_staff alone (a provider editor is staff too).
+        permissions = [("view_spend", "Can view spend reports and the usage API")]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"

@@ -1,17 +1,28 @@
 """Spend reports: /reports/ (HTML, staff login) with CSV export, and the same data
-as JSON at /api/usage/ (DRF, admin users)."""
+as JSON at /api/usage/ (DRF). Both show everyone's spend, so both need the explicit
+`gateway.view_spend` permission (a group can carry it), not staff status alone."""
 
 from __future__ import annotations
 
 import csv
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.response import Response
 
 from .selectors import REPORT_DIMENSIONS, unpriced_usage, usage_report
+
+VIEW_SPEND = "gateway.view_spend"
+
+
+class CanViewSpend(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm(VIEW_SPEND))
+
 
 COLUMNS = ("name", "requests", "errors", "fallbacks", "prompt_tokens", "completion_tokens", "cached_tokens",
            "cost_usd")
@@ -27,6 +38,7 @@ def _params(request) -> tuple[str, int]:
 
 
 @staff_member_required
+@permission_required(VIEW_SPEND, raise_exception=True)
 def spend_report(request):
     by, days = _params(request)
     if by not in REPORT_DIMENSIONS:
@@ -50,6 +62,7 @@ def spend_report(request):
 
 
 @api_view(["GET"])
+@permission_classes([IsAdminUser, CanViewSpend])
 def usage_api(request):
     by, days = _params(request)
     if by not in REPORT_DIMENSIONS:

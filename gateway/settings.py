@@ -30,6 +30,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Former SECRET_KEYs: sessions signed and provider secrets encrypted with them stay valid
+# (providers/crypto.py) until `manage.py rotate_secrets` re-encrypts with the current one.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -140,6 +143,10 @@ GATEWAY_HOST = env.str("GATEWAY_HOST", default="127.0.0.1")
 GATEWAY_PORT = env.int("GATEWAY_PORT", default=3000)
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Request line plus headers (gateway/server_tuning.py): a 431 in the client's format beyond it.
+GATEWAY_MAX_HEADER_BYTES = env.int("GATEWAY_MAX_HEADER_BYTES", default=32 * 1024)
+# From a request's first line to its last body byte: a 408 beyond it (slow or stalled clients).
+GATEWAY_BODY_TIMEOUT = env.float("GATEWAY_BODY_TIMEOUT", default=60.0)
 # Retry rounds over an exhausted candidate chain (each target is tried once per round),
 # bounded by a deadline from the request's start; waits honour retry-after up to a cap.
 GATEWAY_RETRIES = env.int("GATEWAY_RETRIES", default=1)
@@ -147,6 +154,8 @@ GATEWAY_RETRY_DEADLINE = env.float("GATEWAY_RETRY_DEADLINE", default=30.0)
 GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=8.0)
 GATEWAY_BUDGET_REFRESH_SECONDS = env.float("GATEWAY_BUDGET_REFRESH_SECONDS", default=1.0)
 GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
+# Without a token /metrics answers loopback clients only; true serves it to anyone.
+GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
 # Usage records held in memory for the writer; beyond this they are read back from the journal.
@@ -160,10 +169,14 @@ GATEWAY_RESERVE_TTL_SECONDS = env.float("GATEWAY_RESERVE_TTL_SECONDS", default=3
 GATEWAY_ENCRYPTION_KEYS = env.list("GATEWAY_ENCRYPTION_KEYS", default=[])
 GATEWAY_CONFIG_VERSION_FILE = DATA_DIR / "config.version"
 
+from gateway import log_redaction  # noqa: E402
+
+log_redaction.install()  # no virtual key in any log record of this process
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact": {"()": "gateway.log_redaction.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {
         # httpx logs every request at INFO: too costly on the hot path, and URLs can carry keys.

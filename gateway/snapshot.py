@@ -8,6 +8,10 @@ the first request rebuilds (single-flight) and the rest wait for it, so a revoke
 key is refused on the very next request. Processes on other hosts learn it through
 Redis when REDIS_URL is set (gateway.cluster polls the shared version once a sync
 interval).
+
+A failed rebuild (database unreachable) keeps serving the last snapshot: it is
+logged, retried with exponential backoff (1 s doubling to 30 s, no rebuild attempt
+per request meanwhile) and /health/ready says degraded until a rebuild succeeds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from routing.table import EMPTY, ConfigSnapshot, KeyInfo
 log = logging.getLogger("junction.snapshot")
 
 DEFAULT_ROUTE = "default"
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+
 
 
 def current_version(remote: bytes | None = None) -> object:
@@ -42,13 +48,25 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
     from gateway.models import VirtualKey
     from providers.models import Provider
     from gateway.limits import build_budgets
+    from providers.crypto import UnreadableSecret
     from routing.selectors import provider_health, route_info, routes_for_snapshot
 
     try:
         warm_prices()
         providers: dict[str, ProviderInfo] = {}
         model_index: dict[str, list[str]] = {}
+        problems: dict[str, str] = {}
         for p in Provider.objects.filter(enabled=True).prefetch_related("models"):
+            unreadable = [f for f in ("api_key", "aws_secret_access_key")
+                          if isinstance(getattr(p, f), UnreadableSecret)]
+            if unreadable:
+                # Disabled, not fatal: the rest of the config keeps serving.
+                problems[p.name] = (
+                    f"disabled: the stored {' and '.join(unreadable)} cannot be decrypted with the "
+                    f"configured keys (SECRET_KEY changed? put the old one in SECRET_KEY_FALLBACKS and run "
+                    f"`manage.py rotate_secrets`, or enter the secret again)")
+                log.error("provider %s %s", p.name, problems[p.name])
+                continue
             models = {}
             for m in p.models.all():
                 if not m.enabled:
@@ -95,7 +113,8 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
             default_route=DEFAULT_ROUTE if default else None,
             fallback=default.targets[1:] if default else (),
             model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous,
-            health=health, health_latency_ms=health_latency, budgets=build_budgets(cutoff=flushed_before))
+            health=health, health_latency_ms=health_latency, provider_problems=problems,
+            budgets=build_budgets(cutoff=flushed_before))
     finally:
         connection.close()  # built in a worker thread: do not leave its connection open
 
@@ -121,9 +140,15 @@ class SnapshotStore:
         self._lock = asyncio.Lock()
         self._cluster = cluster  # its remote_version is part of the version
         self._recorder = recorder  # its flushed_before seeds budget spend
+        self.rebuild_error = ""  # the last rebuild's failure, "" when the snapshot is current
+        self._failures = 0
+        self._retry_at = 0.0
 
     def version(self) -> object:
         return current_version(self._cluster.remote_version if self._cluster is not None else None)
+
+    def _backing_off(self) -> bool:
+        return self.current is not EMPTY and self._failures > 0 and time.monotonic() < self._retry_at
 
     async def get(self) -> ConfigSnapshot:
         """The current snapshot, rebuilt first if the config version moved."""
@@ -131,11 +156,29 @@ class SnapshotStore:
         snap = self.current
         if snap is not EMPTY and snap.version == version:
             return snap
+        if self._backing_off():
+            return snap  # the database was unreachable: serve the last snapshot until the next retry
         async with self._lock:
             if self.current is not EMPTY and self.current.version == version:
                 return self.current
+            if self._backing_off():
+                return self.current
             started = time.perf_counter()
             flushed = self._recorder.flushed_before if self._recorder is not None else 0.0
-            self.current = await asyncio.to_thread(build_snapshot, version, flushed)
+            try:
+                self.current = await asyncio.to_thread(build_snapshot, version, flushed)
+            except Exception as exc:
+                if self.current is EMPTY:
+                    raise  # nothing to serve from yet
+                self._failures += 1
+                wait = min(RETRY_MAX, RETRY_FIRST * 2 ** (self._failures - 1))
+                self._retry_at = time.monotonic() + wait
+                self.rebuild_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.error("config snapshot rebuild failed (%s); serving the last snapshot, retry in %.0f s",
+                          self.rebuild_error, wait)
+                return self.current
+            if self._failures:
+                log.warning("config snapshot rebuilt after %d failed attempt(s)", self._failures)
+            self._failures, self.rebuild_error = 0, ""
             log.info("config snapshot rebuilt in %.1f ms", (time.perf_counter() - started) * 1000)
             return self.current

@@ -66,7 +66,11 @@ class Gateway:
         self.events = EventPublisher()
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
-        self.recorder.listeners += [observe, self.events.publish]
+        self.recorder.listeners += [self.observe, self.events.publish]
+
+    def observe(self, record: dict) -> None:
+        """Prometheus metrics for one finished request (labels folded by the current config)."""
+        observe(record, self.snapshots.current)
 
     async def start(self) -> None:
         """Start the background work, in dependency order: the usage writer first (budget

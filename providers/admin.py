@@ -6,6 +6,10 @@ from .models import Provider, ProviderModel
 from .services import provider_models_sync
 
 SECRETS = ("api_key", "aws_secret_access_key")
+# Where a stored secret is sent: changing one of these without supplying the secrets
+# again clears them (else a staff user with only change_provider could point the
+# provider at a server of theirs and receive the stored key with the next request).
+DESTINATION = ("type", "base_url", "region")
 
 
 class ProviderForm(forms.ModelForm):
@@ -23,13 +27,31 @@ class ProviderForm(forms.ModelForm):
         model = Provider
         fields = "__all__"
 
+    def clean_extra_headers(self):
+        """The config file's rules (gateway/config_schema.py): header names to strings."""
+        from gateway.config_schema import STRING, MapOf, check_value
+
+        value = self.cleaned_data.get("extra_headers")
+        problems = check_value(value, MapOf(STRING), "extra_headers")
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
+
     def clean(self):
         data = super().clean()
+        self.moved = [f for f in DESTINATION if f in self.changed_data] if self.instance.pk else []
+        self.supplied = [f for f in SECRETS if data.get(f)]
+        self.cleared_secrets = []
         for field in SECRETS:
             if data.get("clear_" + field):
                 data[field] = ""
             elif not data.get(field) and self.instance.pk:
-                data[field] = getattr(Provider.objects.get(pk=self.instance.pk), field)
+                stored = getattr(Provider.objects.get(pk=self.instance.pk), field)
+                if stored and self.moved:
+                    data[field] = ""
+                    self.cleared_secrets.append(field)
+                else:
+                    data[field] = stored
         return data
 
 
@@ -52,6 +74,34 @@ class ProviderAdmin(admin.ModelAdmin):
                                     "clear_aws_secret_access_key", "aws_profile", "region", "api_version")}),
         ("Behaviour", {"fields": ("wire_api", "extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
     )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if getattr(form, "cleared_secrets", None):
+            self._secrets_cleared(request, obj, form.cleared_secrets, form.moved)
+
+    def save_formset(self, request, form, formset, change):
+        """A changed Azure deployment also moves where the key goes: the same rule."""
+        moved = change and formset.model is ProviderModel and any(
+            f.instance.pk and "deployment" in f.changed_data
+            for f in formset.forms if hasattr(f, "cleaned_data"))
+        super().save_formset(request, form, formset, change)
+        if moved:
+            obj = form.instance
+            cleared = [f for f in SECRETS if f not in getattr(form, "supplied", ()) and getattr(obj, f)
+                       and f not in getattr(form, "cleared_secrets", ())]
+            if cleared:
+                for field in cleared:
+                    setattr(obj, field, "")
+                obj.save(update_fields=cleared + ["updated_at"])
+                self._secrets_cleared(request, obj, cleared, ["models.deployment"])
+
+    def _secrets_cleared(self, request, obj, cleared: list, moved: list) -> None:
+        message = (f"Cleared the stored {', '.join(cleared)}: {', '.join(moved)} changed without the "
+                   f"secret being entered again.")
+        self.log_change(request, obj, message)
+        self.message_user(request, f"{obj.name}: {message} Enter the secret for the new destination.",
+                          messages.WARNING)
 
     @admin.action(description="Sync models from the provider")
     def sync_models(self, request, queryset):

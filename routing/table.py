@@ -91,6 +91,8 @@ class ConfigSnapshot:
     budgets: dict[tuple[str, int], tuple] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)  # provider name → ProviderHealth.status
     health_latency_ms: dict[str, float] = field(default_factory=dict)  # provider name → probe latency EWMA
+    # Providers left out of this snapshot, with the reason (e.g. a secret no key decrypts).
+    provider_problems: dict[str, str] = field(default_factory=dict)
 
 
 EMPTY = ConfigSnapshot(version=None, providers={}, routes={}, keys={})

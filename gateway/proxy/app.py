@@ -6,6 +6,8 @@ throughput, design.md §2 and README, Performance). Everything else goes to Djan
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import time
 
@@ -27,7 +29,7 @@ from .auth import authenticate
 from .context import RequestContext
 from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
                     OpenAIChatDoor, OpenAIEmbeddingsDoor, ResponsesDoor)
-from .forward import Exchange
+from .forward import Exchange, decode_client_request
 from .io import BodyTooLarge, ClientGone, read_body, send_bytes, send_json
 from .tokens import estimate_request
 
@@ -44,6 +46,7 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
     try:
         headers = dict(scope["headers"])  # ASGI names are lower-case already
         ctx.session_id = session_id(headers)
+        _check_content_type(headers.get(b"content-type"))
         snapshot = await gw.snapshots.get()
         ctx.key = authenticate(scope, snapshot, path_key)
         raw = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES, _content_length(scope))
@@ -73,19 +76,21 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
             return
         store = door.format == "openai_responses" and body.get("store", True) is not False
         if door.format == "openai_responses":
-            body = await conversations.expand(body)
+            body = await conversations.expand(body, ctx.key)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
                             gw=gw, query=scope.get("query_string", b""))
         if admission.warning:
             ctx.warning = admission.warning
         if store:
             exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
-                conversations.save(response, items)
+                conversations.save(response, items, ctx.key)
         await exchange.run(plan, decision, snapshot)
     except GatewayError as exc:
         ctx.fail(exc.status, exc.type, exc.message)
         if exchange is None or not exchange.committed:
             status, payload = codec.encode_error(exc)
+            if exc.code == "unsupported_media_type":
+                status = 415  # the codecs know no 415 of their own
             headers = ctx.response_headers() if ctx.route else {"x-request-id": ctx.request_id}
             if exc.retry_after:
                 headers["retry-after"] = str(int(exc.retry_after))
@@ -152,6 +157,18 @@ def _max_cost(codec, body: dict, plan) -> float:
     return (prompt * input_price + max_output * output_price) / 1_000_000
 
 
+def _check_content_type(value: bytes | None) -> None:
+    """JSON only (a missing content-type is taken as JSON, as the providers do)."""
+    if value is None:
+        return
+    media = value.split(b";", 1)[0].strip().lower()
+    if media == b"application/json" or media.endswith(b"+json") or media == b"":
+        return
+    message = (f"Unsupported content-type '{value.decode('latin-1')[:100]}': "
+               f"send the body as JSON with `content-type: application/json`.")
+    raise GatewayError("invalid_request", message, 415, code="unsupported_media_type")
+
+
 def _counts_upstream(plan, client_format: str) -> bool:
     """count_tokens goes upstream only where the first candidate can count in the
     client's own format (Anthropic); elsewhere the gateway estimates offline."""
@@ -162,7 +179,7 @@ def _counts_upstream(plan, client_format: str) -> bool:
 
 
 async def _count_locally(ctx: RequestContext, codec, body: dict, send) -> None:
-    request = codec.decode_request(body, require_max_tokens=False)
+    request = decode_client_request(codec, body, require_max_tokens=False)
     tokens = estimate_request(request)
     ctx.status = 200
     ctx.provider, ctx.model = "junction", "o200k-estimate"
@@ -250,8 +267,8 @@ async def stored_response(gw: Gateway, scope, receive, send, path_key, ident: st
     snapshot = await gw.snapshots.get()
     codec = get_codec("openai_responses")
     try:
-        authenticate(scope, snapshot, path_key)
-        stored = await conversations.load(ident)
+        key = authenticate(scope, snapshot, path_key)
+        stored = await conversations.load(ident, key)
         if stored is None:
             raise GatewayError("not_found", f"Response with id '{ident}' not found.", 404)
     except GatewayError as exc:
@@ -262,12 +279,32 @@ async def stored_response(gw: Gateway, scope, receive, send, path_key, ident: st
 
 async def metrics(gw: Gateway, scope, receive, send, path_key) -> None:
     token = settings.GATEWAY_METRICS_TOKEN
-    if token and not any(name == b"authorization" and value.decode("latin-1") == f"Bearer {token}"
-                         for name, value in scope["headers"]):
-        await send_json(send, 401, {"error": "metrics token required"})
+    if token:
+        presented = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+        if not hmac.compare_digest(presented, b"Bearer " + token.encode()):
+            await send_json(send, 401, {"error": "metrics token required"})
+            return
+    elif not settings.GATEWAY_METRICS_PUBLIC and not _local(scope):
+        await send_json(send, 401, {"error": "metrics are served to loopback only: set GATEWAY_METRICS_TOKEN "
+                                             "(or GATEWAY_METRICS_PUBLIC=true)"})
         return
     body, content_type = exposition()
     await send_bytes(send, 200, body, content_type)
+
+
+def _local(scope: dict) -> bool:
+    """Reached over loopback, and not through a proxy (which may be on loopback itself)."""
+    server, client = scope.get("server") or ("", 0), scope.get("client") or ("", 0)
+    if not (_loopback(server[0]) and _loopback(client[0])):
+        return False
+    return not any(name in (b"x-forwarded-for", b"forwarded", b"x-real-ip") for name, _ in scope["headers"])
+
+
+def _loopback(host) -> bool:
+    try:
+        return ipaddress.ip_address(str(host)).is_loopback
+    except ValueError:
+        return False
 
 
 async def health_live(gw: Gateway, scope, receive, send, path_key) -> None:
@@ -283,10 +320,17 @@ async def health_ready(gw: Gateway, scope, receive, send, path_key) -> None:
         return
     degraded = {name: status for name, status in snapshot.health.items() if status in ("down", "degraded")}
     circuits = {name: v["circuit"] for name, v in gw.stats.summary().items() if v["circuit"] != "closed"}
-    await send_json(send, 200, {"status": "degraded" if degraded or circuits else "ok",
-                                "providers": len(snapshot.providers), "routes": len(snapshot.routes),
-                                "degraded_providers": degraded, "open_circuits": circuits,
-                                "snapshot_ms": round((time.perf_counter() - started) * 1000, 3)})
+    problems = dict(snapshot.provider_problems)
+    stale = gw.snapshots.rebuild_error
+    body = {"status": "degraded" if degraded or circuits or problems or stale else "ok",
+            "providers": len(snapshot.providers), "routes": len(snapshot.routes),
+            "degraded_providers": degraded, "open_circuits": circuits,
+            "snapshot_ms": round((time.perf_counter() - started) * 1000, 3)}
+    if problems:
+        body["provider_errors"] = problems
+    if stale:  # serving the last snapshot: its rebuild failed (database unreachable?)
+        body["snapshot_error"] = stale
+    await send_json(send, 200, body)
 
 
 DOORS: dict[str, FrontDoor] = {
@@ -303,6 +347,43 @@ GETS = {"/v1/models": models, "/models": models, "/api/tags": ollama_tags, "/api
         "/health/live": health_live, "/health/ready": health_ready, "/metrics": metrics}
 PREFIXES = ("/v1/", "/health/", "/metrics", "/chat/", "/models", "/responses", "/k/", "/api/chat",
             "/api/tags", "/api/version")
+
+
+def error_format_for(path: str) -> str:
+    """The error format of the door a path names (for answers given before the ASGI
+    app runs: gateway/server_tuning.py)."""
+    if path.startswith("/k/"):
+        path = "/" + path[3:].partition("/")[2]
+    door = DOORS.get(path)
+    if door is not None:
+        return door.format
+    if path.startswith("/api/"):
+        return "ollama"
+    return "anthropic_messages" if path.startswith("/v1/messages") else "openai_chat"
+
+
+def refuse_early(gw: Gateway, path: str, headers: list[tuple[bytes, bytes]],
+                 error: GatewayError) -> tuple[dict, dict]:
+    """An error answered at the connection, before the body is read (server_tuning.py):
+    the payload in the door's format and, for a door, a UsageRecord (the key checked
+    against the in-memory snapshot only) and its x-request-id."""
+    path_key = None
+    if path.startswith("/k/"):
+        path_key, _, rest = path[3:].partition("/")
+        path = "/" + rest
+    door = DOORS.get(path)
+    _, payload = get_codec(error_format_for(path)).encode_error(error)
+    if door is None:
+        return payload, {}
+    ctx = RequestContext(door.name)
+    try:
+        ctx.key = authenticate({"headers": headers}, gw.snapshots.current, path_key)
+    except GatewayError:
+        pass
+    ctx.fail(error.status, error.type, error.message)
+    ctx.recorded = True
+    gw.recorder.record(ctx.to_record())
+    return payload, {"x-request-id": ctx.request_id}
 
 
 def handles(path: str) -> bool:

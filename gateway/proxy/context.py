@@ -6,6 +6,7 @@ import itertools
 import secrets
 import time
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from providers.codecs.canonical import Usage
 from providers.config import ModelInfo
@@ -110,9 +111,9 @@ class RequestContext:
     def response_headers(self) -> dict[str, str]:
         headers = {
             "x-request-id": self.request_id,
-            "x-gateway-route": self.route,
-            "x-gateway-provider": self.provider,
-            "x-gateway-model": self.model,
+            "x-gateway-route": _header_safe(self.route),
+            "x-gateway-provider": _header_safe(self.provider),
+            "x-gateway-model": _header_safe(self.model),
             "x-gateway-attempts": str(len(self.attempts)),
             "x-gateway-cache": "bypass",
             "x-gateway-rule": _header_safe(self.rule),
@@ -128,5 +129,12 @@ class RequestContext:
 
 
 def _header_safe(value: str) -> str:
-    """Admin-entered names may hold anything; headers take visible ASCII only."""
-    return value.encode("ascii", "replace").decode().replace("\r", " ").replace("\n", " ")[:300]
+    """Client-chosen model names and admin-entered names may hold anything; header
+    values take visible ASCII only: anything else is percent-encoded (an unencodable
+    header would fail the response after the upstream was already paid)."""
+    if value.isascii() and value.isprintable():
+        return value[:300]
+    return quote(value, safe=_VISIBLE)[:300]
+
+
+_VISIBLE = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) != "%") + " "

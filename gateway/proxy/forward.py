@@ -10,6 +10,7 @@ failure ends the stream with the client format's error event.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 
@@ -21,7 +22,7 @@ from providers.adapters import get_adapter
 from providers.adapters.base import UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
-from providers.codecs.errors import GatewayError
+from providers.codecs.errors import GatewayError, InvalidRequest
 from providers.codecs.openai_chat import decode_usage
 from providers.pricing import provider_price
 from providers.output_limits import max_output_tokens
@@ -31,11 +32,14 @@ from routing.router import Candidate, Plan
 from .context import RequestContext
 from .hosted_tools import apply_body_options, apply_policy
 from .io import encode_headers, send_bytes
+from .response_ids import ResponseIdRewriter, new_response_id
 from .streams import DecoderTap, OpenAIChatTap, Translator
 from .tokens import count_text, estimate_request
 
 # Another target may serve these, but retrying the same one soon will not help.
 NOT_RETRIED_ON_SAME_TARGET = frozenset(("upstream_auth", "upstream_credits"))
+
+log = logging.getLogger("junction.proxy")
 
 
 class Exchange:
@@ -59,11 +63,14 @@ class Exchange:
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
         self.hosted_tools = "map"  # the route's hosted-tools policy (set by run from the decision)
+        # Responses clients see a gateway-generated id, never the upstream's (response_ids.py).
+        self.response_id = new_response_id() \
+            if client_format == "openai_responses" and endpoint == "generate" else None
 
     @property
     def canonical(self) -> c.Request:
         if self._canonical is None:
-            self._canonical = self.client_codec.decode_request(self.body)
+            self._canonical = decode_client_request(self.client_codec, self.body)
         return self._canonical
 
     def client_wants_usage(self) -> bool:
@@ -273,6 +280,10 @@ class Exchange:
             ctx.usage = decode_usage(obj.get("usage")) if self.client_format == "openai_chat" \
                 else upstream_codec.usage_from_response(obj)
             out = raw
+            if self.response_id is not None:
+                if isinstance(obj.get("id"), str):
+                    out = raw.replace(orjson.dumps(obj["id"]), orjson.dumps(self.response_id))
+                obj["id"] = self.response_id
             if self.on_response is not None:
                 await self.on_response(obj)
         else:
@@ -285,6 +296,8 @@ class Exchange:
                                                   f"({type(exc).__name__})", 502, retryable=True) from None
             ctx.usage = decoded.usage
             encoded = self.client_codec.encode_response(decoded, self.canonical)
+            if self.response_id is not None:
+                encoded["id"] = self.response_id
             out = orjson.dumps(encoded)
             if self.on_response is not None:
                 await self.on_response(encoded)
@@ -313,8 +326,11 @@ class Exchange:
             pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
         self.pipeline = pipeline
         capture = ResponsesCapture() if self.on_response is not None else None
+        ids = self.id_rewriter = ResponseIdRewriter(self.response_id) if self.response_id else None
         ctx.status = 200  # before the first feed: an error event in the first chunk must stay recorded
         out = pipeline.feed(first)
+        if ids is not None:
+            out = ids.feed(out)
         headers = ctx.response_headers()
         headers["cache-control"] = "no-cache"
         send = self.send
@@ -332,10 +348,14 @@ class Exchange:
             await emit(out)
         async for chunk in chunks:
             out = pipeline.feed(chunk)
+            if ids is not None and out:
+                out = ids.feed(out)
             if out:
                 await emit(out)
         tail = pipeline.close()
         self.complete = pipeline.done and ctx.usage is not None
+        if ids is not None:
+            tail = ids.close(tail)
         if capture is not None:
             capture.feed(tail)
             if capture.response is not None:
@@ -345,6 +365,9 @@ class Exchange:
     async def _send_stream_error(self, error: GatewayError) -> None:
         pipeline = getattr(self, "pipeline", None)
         body = pipeline.error(error) if pipeline is not None else b""
+        ids = getattr(self, "id_rewriter", None)
+        if ids is not None:
+            body = ids.close(body)
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _stream_request(self) -> c.Request:
@@ -391,6 +414,20 @@ class Exchange:
         except Exception:  # a body the codec cannot decode still cost its bytes
             return max(1, count_text(orjson.dumps(self.body.get("messages") or self.body.get("input")
                                                   or "").decode()))
+
+
+def decode_client_request(codec, body: dict, **options) -> c.Request:
+    """The client codec's decode_request, with a net: a body of the right JSON shape
+    at the top but the wrong types deeper down (tests/fuzz) is the client's 400, not
+    a 500, even where a codec misses a type check."""
+    try:
+        return codec.decode_request(body, **options)
+    except GatewayError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        log.warning("%s decoder: %s on a malformed body", codec.name, type(exc).__name__)
+        raise InvalidRequest(f"The request body is malformed: a field has the wrong type or shape "
+                             f"({type(exc).__name__}: {str(exc)[:200]}).") from None
 
 
 class ResponsesCapture:

@@ -34,7 +34,13 @@ async def read_body(receive, limit: int, content_length: int | None) -> bytes:
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    try:
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    except UnicodeEncodeError:  # a value no header can carry must not fail (or hang) the response
+        from urllib.parse import quote
+
+        return [(k.encode("latin-1"), quote(v, safe="".join(map(chr, range(0x20, 0x7f)))).encode())
+                for k, v in headers.items()]
 
 
 async def send_bytes(send, status: int, body: bytes, content_type: str = "application/json",

@@ -60,3 +60,35 @@ def test_the_csv_export_has_a_row_per_group(staff, usage):
 def test_an_unknown_dimension_is_a_400(staff):
     assert staff.get("/reports/", {"by": "color"}).status_code == 400
     assert staff.get("/api/usage/", {"by": "color"}).status_code == 400
+
+
+class TestSpendNeedsTheViewSpendPermission:
+    """Staff status alone (e.g. a provider editor) does not show everyone's spend."""
+
+    @staticmethod
+    def login(username: str, *perms: str, group: str | None = None) -> Client:
+        from django.contrib.auth.models import Group, Permission
+
+        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"is_staff": True})
+        for perm in perms:
+            app, codename = perm.split(".")
+            permission = Permission.objects.get(content_type__app_label=app, codename=codename)
+            if group:
+                g, _ = Group.objects.get_or_create(name=group)
+                g.permissions.add(permission)
+                user.groups.add(g)
+            else:
+                user.user_permissions.add(permission)
+        client = Client()
+        client.force_login(user)
+        return client
+
+    def test_a_staff_user_with_only_change_provider_sees_no_spend(self, usage):
+        client = self.login("provider-editor", "providers.change_provider")
+        assert client.get("/reports/", {"by": "user"}).status_code == 403
+        assert client.get("/api/usage/", {"by": "user"}).status_code == 403
+
+    def test_the_view_spend_permission_through_a_group_opens_both(self, usage):
+        client = self.login("finance", "gateway.view_spend", group="finance")
+        assert client.get("/reports/", {"by": "provider", "days": 1}).status_code == 200
+        assert client.get("/api/usage/", {"by": "provider", "days": 1}).status_code == 200

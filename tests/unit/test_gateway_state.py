@@ -12,7 +12,6 @@ from asgiref.testing import ApplicationCommunicator
 from django.test import override_settings
 
 from gateway.asgi import build_application
-from gateway.metrics import observe
 from gateway.proxy.context import RequestContext
 from gateway.state import EventPublisher, Gateway
 from gateway.usage import UsageRecorder
@@ -102,7 +101,7 @@ def test_each_gateway_has_its_own_state():
 def test_the_recorder_feeds_metrics_and_the_event_publisher(gw):
     seen = []
     unsubscribe = gw.events.subscribe(seen.append)
-    assert observe in gw.recorder.listeners and gw.events.publish in gw.recorder.listeners
+    assert gw.observe in gw.recorder.listeners and gw.events.publish in gw.recorder.listeners
     gw.recorder.record(fields("e1"))
     unsubscribe()
     gw.recorder.record(fields("e2"))

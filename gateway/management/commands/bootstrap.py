@@ -25,7 +25,7 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         path = Path(config)
         if path.exists():
-            counts = import_config(load(path.read_text()))
+            counts = import_config(load(path.read_text()), source=str(path))
             self.stdout.write(f"Loaded {path}: {counts}")
         elif not Provider.objects.exists():
             import_config(load(demo_config()))
