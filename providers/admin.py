@@ -28,8 +28,8 @@ class ProviderForm(forms.ModelForm):
         fields = "__all__"
 
     def clean_extra_headers(self):
-        """The config file's rules (gateway/config_schema.py): header names to strings."""
-        from gateway.config_schema import STRING, MapOf, check_value
+        """The config file's rules (providers/schema.py): header names to strings."""
+        from providers.schema import STRING, MapOf, check_value
 
         value = self.cleaned_data.get("extra_headers")
         problems = check_value(value, MapOf(STRING), "extra_headers")
