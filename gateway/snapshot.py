@@ -75,7 +75,7 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
                     m.model_id, m.context_window, m.deployment, float(m.input_price), float(m.output_price),
                     None if m.cache_read_price is None else float(m.cache_read_price),
                     None if m.cache_write_price is None else float(m.cache_write_price),
-                    price_for(p.type, m.model_id, m, p.effective_base_url()),
+                    price=price_for(p.type, m.model_id, m, p.effective_base_url()),
                     max_output_tokens=m.max_output_tokens)
                 model_index.setdefault(m.model_id, []).append(p.name)
             providers[p.name] = ProviderInfo(
