@@ -131,7 +131,7 @@ if CELERY_BROKER_URL == "filesystem://":
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 300.0},
+    "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 60.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
 }
 
