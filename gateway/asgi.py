@@ -33,4 +33,15 @@ async def http_app(scope, receive, send):
         await django_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app})
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from gateway.live import LiveConsumer  # noqa: E402
+
+websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+    path("ws/live", LiveConsumer.as_asgi()),  # /live/ (staff): usage events as they happen
+])))
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})

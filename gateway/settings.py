@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "channels",
     "gateway",
     "providers",
@@ -106,11 +107,13 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"  # every user (the admin's login takes staff only)
+LOGIN_REDIRECT_URL = "/me/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
@@ -153,6 +156,10 @@ GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0
 # all decrypt, for rotation). Empty: derived from SECRET_KEY.
 GATEWAY_ENCRYPTION_KEYS = env.list("GATEWAY_ENCRYPTION_KEYS", default=[])
 GATEWAY_CONFIG_VERSION_FILE = DATA_DIR / "config.version"
+# Developers may issue and revoke their own keys on /me/ and the API (else only admins).
+GATEWAY_SELF_SERVICE_KEYS = env.bool("GATEWAY_SELF_SERVICE_KEYS", default=False)
+# The address agents use, for the setup snippets (empty: the address the page was loaded from).
+GATEWAY_PUBLIC_URL = env.str("GATEWAY_PUBLIC_URL", default="")
 
 LOGGING = {
     "version": 1,

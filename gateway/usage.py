@@ -130,3 +130,12 @@ def _metrics_listener(fields: dict) -> None:
 
 
 recorder.listeners.append(_metrics_listener)
+
+
+def _install_live_view() -> None:
+    from .live import install
+
+    install(recorder)
+
+
+_install_live_view()
