@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 
 from django.db import transaction
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Count, F, FloatField, Max, Min, Q, Sum
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -49,7 +49,7 @@ def raw_measures() -> dict:
         "fallbacks": Count("id", filter=served_elsewhere()),
         "retries": Count("id", filter=Q(attempts__gt=1) & ~served_elsewhere()),
         **{name: Sum(name) for name in TOKEN_FIELDS},
-        "cost_usd": Sum("cost_usd"),
+        "cost_usd": Sum("cost_usd", output_field=FloatField()),  # no Decimal per row: reports sum floats
         "latency_ms": Sum("latency_ms"),
     }
 
@@ -60,7 +60,7 @@ def with_first_attempt(queryset):
 
 
 def rollup_measures() -> dict:
-    return {name: Sum(name) for name in MEASURES}
+    return {name: Sum(name, output_field=FloatField()) if name == "cost_usd" else Sum(name) for name in MEASURES}
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -79,7 +79,7 @@ def watermark() -> datetime | None:
 def _rebuild_hour(hour: datetime) -> None:
     rows = (with_first_attempt(billable(UsageRecord.objects.filter(created_at__gte=hour,
                                                                    created_at__lt=hour + HOUR)))
-            .values(*DIMENSIONS).annotate(**raw_measures()).order_by())
+            .values(*DIMENSIONS).annotate(**_exact(raw_measures())).order_by())
     with transaction.atomic():
         HourlyUsage.objects.filter(hour=hour).delete()
         HourlyUsage.objects.bulk_create([HourlyUsage(hour=hour, **_clean(row)) for row in rows], batch_size=500)
@@ -88,7 +88,7 @@ def _rebuild_hour(hour: datetime) -> None:
 def _rebuild_day(day) -> None:
     start = day_start(day)
     rows = (HourlyUsage.objects.filter(hour__gte=start, hour__lt=start + timedelta(days=1))
-            .values(*DIMENSIONS).annotate(**rollup_measures()).order_by())
+            .values(*DIMENSIONS).annotate(**_exact(rollup_measures())).order_by())
     sessions = (billable(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1)))
                 .exclude(session_id="").values("session_id")
                 .annotate(user_id=Max("user_id"), key_id=Max("key_id"), requests=Count("id"),
@@ -101,6 +101,11 @@ def _rebuild_day(day) -> None:
     with transaction.atomic():
         SessionUsage.objects.filter(day=day).delete()
         SessionUsage.objects.bulk_create([SessionUsage(day=day, **row) for row in sessions], batch_size=500)
+
+
+def _exact(measures: dict) -> dict:
+    """Rollups store the exact decimal cost (reports read it as a float)."""
+    return {**measures, "cost_usd": Sum("cost_usd")}
 
 
 def _clean(row: dict) -> dict:
