@@ -65,8 +65,9 @@ def _change(current: float, previous: float) -> float | None:
     return None if not previous else 100 * (current - previous) / previous
 
 
-def overview_data(f: Filters, stack: str = "model", by: str = "") -> dict:
-    """Everything on the overview page, as plain data (the JSON API returns it too)."""
+def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | None = 10) -> dict:
+    """Everything on the overview page, as plain data (the JSON API returns it too).
+    `top` cuts the top-N tables (None: every row, for the CSV exports)."""
     bucket = "hour" if f.end - f.start <= timedelta(days=2, minutes=1) else "day"
     people = aggregate(f, ("user_id", "key_id"))
     targets = aggregate(f, ("provider", "model"))
@@ -133,11 +134,11 @@ def overview_data(f: Filters, stack: str = "model", by: str = "") -> dict:
         "total": _rates(total), "previous": _rates(previous),
         "change": {"requests": _change(total["requests"], previous["requests"]),
                    "cost_usd": _change(float(total["cost_usd"]), float(previous["cost_usd"]))},
-        "users": sorted(users.values(), key=by_cost)[:10],
-        "keys": sorted(keys, key=by_cost)[:10],
-        "models": [_rates(r) for r in sorted(targets, key=by_cost)[:10]],
+        "users": sorted(users.values(), key=by_cost)[:top],
+        "keys": sorted(keys, key=by_cost)[:top],
+        "models": [_rates(r) for r in sorted(targets, key=by_cost)[:top]],
         "providers": [_rates(r) for r in sorted(providers.values(), key=by_cost)],
-        "sessions": [{**s, "user": names.user(s["user_id"])} for s in top_sessions(f)],
+        "sessions": [{**s, "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 10_000)],
         "budgets": budget_burn(now()),
         "breakdown": breakdown, "by": by,
     }
@@ -200,7 +201,7 @@ def overview(request):
     if export == "by" and not by:
         by = "user"
     f = filter_bar.parse(params)
-    data = overview_data(f, stack, by)
+    data = overview_data(f, stack, by, top=None if export else 10)
     if export:
         stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
         if export == "by":
