@@ -50,7 +50,8 @@ class Budget(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(
             condition=models.Q(user__isnull=False, key__isnull=True) | models.Q(user__isnull=True, key__isnull=False),
-            name="budget_for_a_user_or_a_key")]
+            name="budget_for_a_user_or_a_key",
+            violation_error_message="A budget belongs to a user or to a key: choose exactly one of them.")]
 
     def __str__(self) -> str:
         return f"${self.amount_usd} {self.period} for {self.user or self.key}"
