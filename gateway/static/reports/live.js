@@ -55,6 +55,7 @@
       document.getElementById("live-count").textContent = count;
       document.getElementById("live-spend").textContent = "$" + spend.toFixed(4);
       values[values.length - 1] += 1;
+      if (chart) chart.update("none");
       budgets(e);
     };
   }
