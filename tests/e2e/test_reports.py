@@ -219,3 +219,13 @@ def test_budget_burn_projects_the_period_end(staff):
 def test_an_unknown_dimension_is_a_400(staff):
     assert staff.get("/reports/", {"by": "color"}).status_code == 400
     assert staff.get("/api/usage/", {"by": "color"}).status_code == 400
+
+
+def test_a_developer_logs_in_at_login_and_lands_on_my_usage():
+    name = world.unique("login")
+    get_user_model().objects.create_user(username=name, password="a-long-password-1")
+    client = Client()
+    response = client.post("/login/", {"username": name, "password": "a-long-password-1", "next": "/me/"})
+    assert response.status_code == 302 and response["location"] == "/me/"
+    page = client.get("/me/").content.decode()
+    assert "My usage" in page and "Set up your agent" in page and "No keys yet." in page
