@@ -57,12 +57,14 @@ class Command(BaseCommand):
                 user_id, key_id = rng.choice(keys)
                 moment = start + timedelta(seconds=_working_hours(rng, span))
                 session = f"sess-{rng.getrandbits(48):012x}"
-                turns_left = int(rng.paretovariate(1.2) * 5)
+                turns_left = min(int(rng.paretovariate(1.2) * 5), 400)  # a long tail, capped
                 target = rng.choices(TARGETS, WEIGHTS)[0]
             turns_left -= 1
             moment += timedelta(seconds=rng.uniform(2, 90))
-            batch.append(_row(rng, f"gen-{seed}-{written:09d}", moment if moment < end else end, user_id, key_id,
-                              target, session))
+            if moment >= end:  # the session runs into the present: it ends here
+                turns_left = 0
+                continue
+            batch.append(_row(rng, f"gen-{seed}-{written:09d}", moment, user_id, key_id, target, session))
             written += 1
             if len(batch) == 5000:
                 UsageRecorder._write(batch)
