@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, Sum
+from django.db.models import FloatField, Q, Sum
 from django.db.models.functions import TruncDate, TruncHour
 
 from .. import rollups
@@ -107,7 +107,9 @@ def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None
             measures = rollups.raw_measures()
         else:
             measures = rollups.rollup_measures()
-        for row in qs.values(*names).annotate(**measures).order_by():
+        # No grouping: one aggregate row (values() without names would group by every column).
+        rows = qs.values(*names).annotate(**measures).order_by() if names else [qs.aggregate(**measures)]
+        for row in rows:
             if "day" in row and "bucket" not in row:
                 row["bucket"] = row.pop("day")
             ident = tuple(row.get(n) for n in group) + ((_bucket_key(row["bucket"]),) if bucket else ())
@@ -139,8 +141,12 @@ def totals(f: Filters) -> dict:
 
 
 def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
-    """Sessions by cost: SessionUsage for whole days, raw rows for the rest. Honours the
-    user, team and key filters (sessions are not split by route, provider or model)."""
+    """Sessions by cost: SessionUsage for whole days, raw rows for the hours around them.
+    Honours the user, team and key filters (sessions are not split by route or model).
+    Exact without reading every session: the SQL top `limit` of the whole days, plus every
+    session of the raw edges with its whole-day totals, hold the true top `limit`."""
+    from django.db.models import Count, Max
+
     through = rollups.watermark() or f.start
     person = Filters(f.start, f.end, user=f.user, team=f.team, key=f.key)
     first_day = (f.start + DAY - timedelta(microseconds=1)).date()
@@ -155,20 +161,30 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
             into["cost_usd"] += float(row["cost_usd"] or 0)
             into["last_at"] = max(into["last_at"], row["last_at"])
 
-    from django.db.models import Count, Max
-
-    raw_sum = dict(user_id=Max("user_id"), requests=Count("id"), cost_usd=Sum("cost_usd"), last_at=Max("created_at"))
+    raw_sum = dict(user_id=Max("user_id"), requests=Count("id"), cost_usd=Sum("cost_usd", output_field=FloatField()),
+                   last_at=Max("created_at"))
+    day_sum = dict(user_id=Max("user_id"), requests=Sum("requests"),
+                   cost_usd=Sum("cost_usd", output_field=FloatField()), last_at=Max("last_at"))
+    edges = [(f.start, f.end)]
+    days = None
     if first_day < last_day:
-        add(SessionUsage.objects.filter(day__gte=first_day, day__lt=last_day).filter(person.q())
-            .values("session_id").annotate(user_id=Max("user_id"), requests=Sum("requests"),
-                                           cost_usd=Sum("cost_usd"), last_at=Max("last_at")).order_by())
+        days = SessionUsage.objects.filter(day__gte=first_day, day__lt=last_day).filter(person.q())
         edges = [(f.start, rollups.day_start(first_day)), (rollups.day_start(last_day), f.end)]
-    else:
-        edges = [(f.start, f.end)]
+    edge_rows = []
     for lo, hi in edges:
         if lo < hi:
-            add(rollups.billable(UsageRecord.objects.filter(created_at__gte=lo, created_at__lt=hi))
-                .filter(person.q()).exclude(session_id="").values("session_id").annotate(**raw_sum).order_by())
+            edge_rows += list(rollups.billable(UsageRecord.objects.filter(created_at__gte=lo, created_at__lt=hi))
+                              .filter(person.q()).exclude(session_id="").values("session_id")
+                              .annotate(**raw_sum).order_by())
+    add(edge_rows)
+    if days is not None:
+        top_days = days.values("session_id").annotate(**day_sum).order_by("-cost_usd")[:limit]
+        add(top_days)
+        seen = {row["session_id"] for row in top_days}
+        edge_ids = list({row["session_id"] for row in edge_rows} - seen)
+        for start in range(0, len(edge_ids), 500):  # their whole-day part too
+            add(days.filter(session_id__in=edge_ids[start:start + 500]).values("session_id")
+                .annotate(**day_sum).order_by())
     return sorted(merged.values(), key=lambda r: -r["cost_usd"])[:limit]
 
 

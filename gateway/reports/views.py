@@ -138,7 +138,7 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         "keys": sorted(keys, key=by_cost)[:top],
         "models": [_rates(r) for r in sorted(targets, key=by_cost)[:top]],
         "providers": [_rates(r) for r in sorted(providers.values(), key=by_cost)],
-        "sessions": [{**s, "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 10_000)],
+        "sessions": [{**s, "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 1000)],
         "budgets": budget_burn(now()),
         "breakdown": breakdown, "by": by,
     }
