@@ -65,7 +65,7 @@ class CappedCountPaginator(Paginator):
     """Counts at most COUNT_CAP rows (a bounded subquery), never the whole table: the
     usage list stays fast at millions of rows; the last pages are reached by filtering."""
 
-    COUNT_CAP = 100_000
+    COUNT_CAP = 10_000  # 200 pages of 50
 
     @cached_property
     def count(self) -> int:

@@ -54,6 +54,17 @@ def _sum(rows, into=None) -> dict:
     return total
 
 
+def _regroup(rows, names: tuple[str, ...]) -> list[dict]:
+    out: dict = {}
+    for row in rows:
+        ident = tuple(row[n] for n in names)
+        into = out.get(ident)
+        if into is None:
+            out[ident] = into = {**{n: row[n] for n in names}, **{m: 0 for m in rollups.MEASURES}}
+        _sum([row], into)
+    return list(out.values())
+
+
 def _rates(row: dict) -> dict:
     requests = row["requests"] or 0
     return {**row, "error_rate": 100 * row["errors"] / requests if requests else 0,
@@ -69,8 +80,10 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
     """Everything on the overview page, as plain data (the JSON API returns it too).
     `top` cuts the top-N tables (None: every row, for the CSV exports)."""
     bucket = "hour" if f.end - f.start <= timedelta(days=2, minutes=1) else "day"
-    people = aggregate(f, ("user_id", "key_id"))
-    targets = aggregate(f, ("provider", "model"))
+    # One pass for the people and the targets tables (each key uses a few models).
+    cells = aggregate(f, ("user_id", "key_id", "provider", "model"))
+    people = _regroup(cells, ("user_id", "key_id"))
+    targets = _regroup(cells, ("provider", "model"))
     series_rows = aggregate(f, (STACKS[stack],), bucket)
     breakdown_rows = aggregate(f, (BREAKDOWNS[by],) if BREAKDOWNS.get(by) else (), "day" if by == "day" else None) \
         if by else []
@@ -251,11 +264,10 @@ def request_list(request):
     if params.get("export") == "requests":
         columns = ["created_at", "request_id", "user", "key", "route", "provider", "model", "status", "attempts",
                    "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "latency_ms", "session_id"]
+        fields = ["created_at", "request_id", "user__username", "key__prefix", *columns[4:]]
         return csv_response(f"junction-requests-{f.start:%Y%m%d}-{f.end:%Y%m%d}.csv", columns, (
-            [r.created_at.isoformat(), r.request_id, r.user.username if r.user else "", r.key.prefix if r.key else "",
-             r.route, r.provider, r.model, r.status, r.attempts, r.prompt_tokens, r.completion_tokens,
-             r.cached_tokens, float(r.cost_usd), r.latency_ms, r.session_id]
-            for r in rows[:EXPORT_LIMIT].iterator(chunk_size=2000)))
+            [row[0].isoformat(), *row[1:]]  # tuples, not model instances: 100,000 rows stay cheap
+            for row in rows.values_list(*fields)[:EXPORT_LIMIT].iterator(chunk_size=2000)))
     page = list(rows[:PAGE_SIZE + 1])
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
