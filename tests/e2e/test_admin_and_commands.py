@@ -192,7 +192,8 @@ def test_the_daily_rollup_aggregates_usage_per_user_route_provider_and_model():
         UsageRecord.objects.create(request_id=f"{route}-{i}", created_at=moment, user=user, endpoint="chat.completions",
                                    route=route, provider="p", model="m", status=status, prompt_tokens=100,
                                    completion_tokens=10, cached_tokens=5, cost_usd="0.001")
-    RollupState.objects.filter(through__gt=moment - timedelta(hours=1)).update(through=moment - timedelta(hours=1))
+    # Rolled up to the hour of these rows: the next pass rebuilds it (and the hour before).
+    RollupState.objects.update_or_create(name="usage", defaults={"through": rollups.floor_hour(moment)})
     rollup_usage()
     rollup_usage()  # idempotent
     rows = DailyUsage.objects.filter(route=route)  # one row per status
