@@ -25,8 +25,8 @@ class KeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = VirtualKey
-        fields = ("id", "prefix", "name", "user", "active", "rpm_limit", "tpm_limit", "expires_at", "revoked_at",
-                  "created_at")
+        fields = ("id", "prefix", "name", "user", "active", "rpm_limit", "tpm_limit", "expires_at",
+                  "revoked_at", "created_at")
 
 
 class BudgetSerializer(serializers.ModelSerializer):
@@ -36,7 +36,8 @@ class BudgetSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         if (attrs.get("user") is None) == (attrs.get("key") is None):
-            raise serializers.ValidationError("A budget belongs to a user or to a key: give exactly one of them.")
+            raise serializers.ValidationError(
+                "A budget belongs to a user or to a key: give exactly one of them.")
         return attrs
 
 
@@ -59,8 +60,8 @@ def _jsonable(data: dict) -> dict:
 def report_overview(request):
     stack, by = request.query_params.get("stack", "model"), request.query_params.get("by", "")
     if stack not in STACKS or (by and by not in BREAKDOWNS):
-        return Response({"detail": f"stack is one of {', '.join(STACKS)}; by is one of {', '.join(BREAKDOWNS)}"},
-                        status=400)
+        return Response({"detail": f"stack is one of {', '.join(STACKS)}; "
+                                   f"by is one of {', '.join(BREAKDOWNS)}"}, status=400)
     f = _scoped_filters(request)
     data = overview_data(f, stack, by)
     if not can_view_spend(request.user):
@@ -86,9 +87,9 @@ def usage_api(request):
 
     moment = now()
     data = overview_data(Filters(start=moment - timedelta(days=days), end=moment), "model", by)
-    rows = [{"name": r["name"], **{c: r[c] for c in ("requests", "errors", "fallbacks", "retries", "prompt_tokens",
-                                                      "completion_tokens", "cached_tokens", "cost_usd")}}
-            for r in data["breakdown"]]
+    columns = ("requests", "errors", "fallbacks", "retries", "prompt_tokens", "completion_tokens",
+               "cached_tokens", "cost_usd")
+    rows = [{"name": r["name"], **{c: r[c] for c in columns}} for r in data["breakdown"]]
     return Response({"by": by, "days": days, "rows": rows})
 
 

@@ -133,6 +133,7 @@ def _lookup(user_id, key_id) -> tuple[str, str]:
 
     from .models import VirtualKey
 
-    user = get_user_model().objects.filter(id=user_id).values_list("username", flat=True).first() if user_id else None
-    key = VirtualKey.objects.filter(id=key_id).values_list("prefix", flat=True).first() if key_id else None
+    users, keys = get_user_model().objects.filter(id=user_id), VirtualKey.objects.filter(id=key_id)
+    user = users.values_list("username", flat=True).first() if user_id else None
+    key = keys.values_list("prefix", flat=True).first() if key_id else None
     return user or "-", key or "-"

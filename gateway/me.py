@@ -35,7 +35,8 @@ def agent_snippets(base: str, key: str = "jk-...") -> list[tuple[str, str]]:
         ("opencode", '{"provider": {"junction": {"npm": "@ai-sdk/openai-compatible", "name": "Junction",\n'
                      f'  "options": {{"baseURL": "{base}/v1", "apiKey": "{key}"}},\n'
                      '  "models": {"default": {}}}}}'),
-        ("aider", f"export OPENAI_API_BASE={base}/v1\nexport OPENAI_API_KEY={key}\naider --model openai/default"),
+        ("aider", f"export OPENAI_API_BASE={base}/v1\nexport OPENAI_API_KEY={key}\n"
+                  "aider --model openai/default"),
     ]
 
 
@@ -52,7 +53,8 @@ def own_keys(user):
 def me(request):
     user = request.user
     moment = now()
-    month = Filters(start=moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0), end=moment, user=user.id)
+    month_start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = Filters(start=month_start, end=moment, user=user.id)
     week = Filters(start=moment - timedelta(days=7), end=moment, user=user.id)
     new_key = request.session.pop("new_key", None)
     return render(request, "me/index.html", {

@@ -98,9 +98,8 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-created_at"]
         # The admin's list filters and the reports' raw tail: each filter with the time order.
-        indexes = [models.Index(fields=["user", "created_at"]), models.Index(fields=["key", "created_at"]),
-                   models.Index(fields=["status", "created_at"]), models.Index(fields=["model", "created_at"]),
-                   models.Index(fields=["session_id", "created_at"])]
+        indexes = [models.Index(fields=[name, "created_at"])
+                   for name in ("user", "key", "status", "model", "session_id")]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"

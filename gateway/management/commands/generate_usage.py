@@ -75,7 +75,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def _people(count: int, rng: random.Random) -> list[tuple[int, int]]:
-        teams = [Group.objects.get_or_create(name=name)[0] for name in ("platform", "web", "data", "mobile", "infra")]
+        teams = [Group.objects.get_or_create(name=name)[0]
+                 for name in ("platform", "web", "data", "mobile", "infra")]
         keys = []
         for i in range(count):
             user, _ = get_user_model().objects.get_or_create(username=f"dev{i:03d}")
@@ -106,8 +107,9 @@ def _row(rng, request_id, moment, user_id, key_id, target, session) -> dict:
     prompt, completion = int(rng.lognormvariate(9, 0.9)), int(rng.lognormvariate(6, 1))
     cached = int(prompt * rng.uniform(0, 0.8))
     if roll < 0.02:
-        status, error_type, completion, cached = rng.choice([(429, "rate_limited", 0, 0), (502, "upstream_error", 0, 0),
-                                                             (504, "timeout", 0, 0), (400, "invalid_request", 0, 0)])
+        status, error_type = rng.choice([(429, "rate_limited"), (502, "upstream_error"), (504, "timeout"),
+                                         (400, "invalid_request")])
+        completion = cached = 0
         prompt = 0 if status != 400 else prompt
         chain = [{"provider": provider, "model": model, "status": status, "error": error_type, "ms": 0}]
     elif roll < 0.04:  # served by the next target
@@ -121,15 +123,18 @@ def _row(rng, request_id, moment, user_id, key_id, target, session) -> dict:
         chain = [{"provider": provider, "model": model, "status": 429, "error": "rate_limited", "ms": 0},
                  {"provider": provider, "model": model, "status": 200, "ms": 0}]
     elif roll < 0.06:  # Claude Code's count_tokens, estimated by the gateway
-        endpoint, provider, model, completion, cached, chain = "count_tokens", "junction", "o200k-estimate", 0, 0, []
+        endpoint, provider, model, chain = "count_tokens", "junction", "o200k-estimate", []
+        completion = cached = 0
         attempts, input_price, output_price = 0, 0.0, 0.0
     latency = rng.lognormvariate(8, 0.7) if status == 200 else rng.uniform(50, 30000)
     cost = ((prompt - cached) * input_price + cached * input_price * 0.1 + completion * output_price) / 1e6
     return {
-        "request_id": request_id, "created_at": moment, "key_id": key_id, "user_id": user_id, "endpoint": endpoint,
-        "requested_model": route, "route": route, "rule": "", "candidates": [], "provider": provider, "model": model,
+        "request_id": request_id, "created_at": moment, "key_id": key_id, "user_id": user_id,
+        "endpoint": endpoint, "requested_model": route, "route": route, "rule": "", "candidates": [],
+        "provider": provider, "model": model,
         "status": status, "error_type": error_type, "error_message": "", "stream": status == 200,
-        "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached, "cache_write_tokens": 0,
+        "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached,
+        "cache_write_tokens": 0,
         "reasoning_tokens": 0, "usage_estimated": provider == "junction", "cost_usd": round(cost, 8),
         "latency_ms": round(latency, 3), "ttft_ms": round(latency * 0.2, 3) if status == 200 else None,
         "attempts": attempts, "attempt_chain": chain, "session_id": session, "client_disconnected": False,
