@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.functional import cached_property
 
 from routing.admin import RouteAdmin as RoutingRouteAdmin
 from routing.models import Route
@@ -9,7 +11,13 @@ from routing.stats import RuntimeStats
 
 from .keys import display_prefix, generate_key, hash_key
 from .limits import Limits
-from .models import Budget, DailyUsage, UsageRecord, VirtualKey
+from .models import Budget, DailyUsage, HourlyUsage, UsageRecord, VirtualKey
+from .reports import filters as filter_bar
+
+admin.site.site_header = "Junction"
+admin.site.site_title = "Junction"
+admin.site.index_title = "Gateway administration"
+admin.site.index_template = "admin/junction_index.html"
 
 
 class VirtualKeyForm(forms.ModelForm):
@@ -33,8 +41,20 @@ class VirtualKeyAdmin(admin.ModelAdmin):
             # The plaintext exists only in this response: shown once, stored as a hash.
             plaintext = generate_key()
             obj.prefix, obj.key_hash = display_prefix(plaintext), hash_key(plaintext)
-            messages.warning(request, f"New key for {obj.user} (shown once, copy it now): {plaintext}")
+            request.junction_new_key = plaintext  # rendered by response_add, never stored
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        plaintext = getattr(request, "junction_new_key", None)
+        if plaintext is None:
+            return super().response_add(request, obj, post_url_continue)
+        from django.template.response import TemplateResponse
+
+        from .me import agent_snippets, gateway_url
+
+        return TemplateResponse(request, "admin/gateway/new_key.html", {
+            **self.admin_site.each_context(request), "key": obj, "plaintext": plaintext,
+            "snippets": agent_snippets(gateway_url(request), plaintext), "title": "New key"})
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
@@ -48,12 +68,77 @@ class VirtualKeyAdmin(admin.ModelAdmin):
         return obj.is_active
 
 
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP rows (a bounded subquery), never the whole table: the
+    usage list stays fast at millions of rows; the last pages are reached by filtering."""
+
+    COUNT_CAP = 10_000  # 200 pages of 50
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.COUNT_CAP].count()
+
+
+class _NamesFromRollups(admin.SimpleListFilter):
+    """Choices from the rollups (a few hundred rows), not a DISTINCT over every record."""
+
+    field = ""
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in filter_bar.distinct_values()[self.field + "s"]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class ProviderFilter(_NamesFromRollups):
+    title, parameter_name, field = "provider", "provider", "provider"
+
+
+class RouteFilter(_NamesFromRollups):
+    title, parameter_name, field = "route", "route", "route"
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title, parameter_name = "status", "status"
+
+    def lookups(self, request, model_admin):
+        return [("ok", "OK (< 400)"), ("error", "errors (≥ 400)"), ("429", "429 rate limited"),
+                ("499", "499 client went away"), ("502", "502 upstream error"), ("504", "504 timeout")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "ok":
+            return queryset.filter(status__lt=400)
+        if value == "error":
+            return queryset.filter(status__gte=400)
+        return queryset.filter(status=int(value)) if value and value.isdigit() else queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Written by the gateway, read by people: a view page without add/save/delete."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "user", "endpoint", "requested_model", "provider", "model", "status",
-                    "prompt_tokens", "completion_tokens", "cost_usd", "price_source", "usage_estimated",
-                    "latency_ms", "attempts", "stream")
-    list_filter = ("status", "provider", "route", "stream", "endpoint", "usage_estimated", "price_source")
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "user", "key_prefix", "provider", "model", "status", "tokens", "cost",
+                    "latency")
+    list_display_links = ("created_at",)
+    list_select_related = ("user", "key")  # no query per row
+    list_filter = (StatusFilter, ProviderFilter, RouteFilter, "price_source", "usage_estimated")
+    search_fields = ("=request_id", "=session_id", "=user__username")  # exact: index lookups, no LIKE scans
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
 
     def changelist_view(self, request, extra_context=None):
         from .selectors import unpriced_usage
@@ -67,21 +152,36 @@ class UsageRecordAdmin(admin.ModelAdmin):
                                       f"price and are booked at $0: {models}. Set their prices on the "
                                       "provider's models.")
         return super().changelist_view(request, extra_context)
-    search_fields = ("request_id", "requested_model", "model", "session_id", "user__username")
-    date_hierarchy = "created_at"
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in UsageRecord._meta.fields]
+    @admin.display(description="key")
+    def key_prefix(self, obj):
+        return obj.key.prefix if obj.key else "-"
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="tokens in/out")
+    def tokens(self, obj):
+        return f"{obj.prompt_tokens}/{obj.completion_tokens}"
+
+    @admin.display(description="cost (USD)", ordering="cost_usd")
+    def cost(self, obj):
+        return f"{obj.cost_usd:.6f}"
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj):
+        return f"{obj.latency_ms:.0f} ms"
 
 
 @admin.register(DailyUsage)
-class DailyUsageAdmin(admin.ModelAdmin):
-    list_display = ("day", "user", "key", "route", "provider", "model", "requests", "errors", "prompt_tokens",
-                    "completion_tokens", "cost_usd")
-    list_filter = ("day", "provider", "route")
+class DailyUsageAdmin(ReadOnlyAdmin):
+    list_display = ("day", "user", "key", "provider", "model", "status", "requests", "errors", "cost_usd")
+    list_select_related = ("user", "key")
+    list_filter = (ProviderFilter, RouteFilter)
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+
+@admin.register(HourlyUsage)
+class HourlyUsageAdmin(DailyUsageAdmin):
+    list_display = ("hour", "user", "key", "provider", "model", "status", "requests", "errors", "cost_usd")
 
 
 @admin.register(Budget)

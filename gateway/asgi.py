@@ -30,8 +30,8 @@ NOT_STARTED = ("The gateway is not started: serve it with `python -m gateway.dap
                "server that runs the lifespan protocol.")
 
 
-def build_application(gw: Gateway):
-    """The ASGI application serving `gw`: lifespan and HTTP."""
+def build_application(gw: Gateway, websocket_app=None):
+    """The ASGI application serving `gw`: lifespan, HTTP and (the live view) websockets."""
 
     async def http_app(scope, receive, send):
         path = scope["path"]
@@ -68,11 +68,25 @@ def build_application(gw: Gateway):
             await http_app(scope, receive, send)
         elif scope["type"] == "lifespan":
             await lifespan(scope, receive, send)
+        elif scope["type"] == "websocket" and websocket_app is not None:
+            await websocket_app(scope, receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {scope['type']!r}")
 
     return application
 
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from gateway import live  # noqa: E402
+
+websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+    path("ws/live", live.LiveConsumer.as_asgi()),  # /live/ (staff): usage events as they happen
+])))
+
 gateway = Gateway()
-application = build_application(gateway)
+gateway.events.subscribe(live.publish)  # the live view: costs a flag test while no one watches
+application = build_application(gateway, websocket_app)

@@ -127,27 +127,85 @@ class UsageRecord(models.Model):
         # Who may see everyone's spend (reports, usage API): an explicit permission,
         # assignable to a group, not is_staff alone (a provider editor is staff too).
         permissions = [("view_spend", "Can view spend reports and the usage API")]
+        # The admin's list filters and the reports' raw tail: each filter with the time order.
+        indexes = [models.Index(fields=[name, "created_at"])
+                   for name in ("user", "key", "status", "model", "session_id")]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
 
 
-class DailyUsage(models.Model):
-    """UsageRecord rolled up per day × user × key × route × provider × model (Celery)."""
+class _Rollup(models.Model):
+    """Measures shared by the hourly and daily rollups. One row per bucket × user × key ×
+    route × provider × model × status; count_tokens estimates are left out (not requests)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    route = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField(default=200)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    fallbacks = models.PositiveIntegerField(default=0, help_text="Served by another target than the first.")
+    retries = models.PositiveIntegerField(default=0, help_text="Several attempts on the same target.")
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    latency_ms = models.FloatField(default=0, help_text="Sum; divide by requests for the mean.")
+
+    class Meta:
+        abstract = True
+
+
+class HourlyUsage(_Rollup):
+    """UsageRecord rolled up per complete hour (gateway.rollups, Celery beat every minute)."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-hour"]
+        indexes = [models.Index(fields=["hour"])]
+
+
+class DailyUsage(_Rollup):
+    """HourlyUsage summed per day (complete days only are read from here)."""
 
     day = models.DateField()
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL)
-    route = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=100, blank=True)
-    model = models.CharField(max_length=200, blank=True)
-    requests = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.PositiveBigIntegerField(default=0)
-    completion_tokens = models.PositiveBigIntegerField(default=0)
-    cached_tokens = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
 
     class Meta:
         ordering = ["-day"]
         indexes = [models.Index(fields=["day", "user"])]
+
+
+class SessionUsage(models.Model):
+    """One agent session's totals per day (top sessions without scanning raw rows)."""
+
+    day = models.DateField()
+    session_id = models.CharField(max_length=200)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
+class RollupState(models.Model):
+    """Where the rollups stand: hours before `through` are in HourlyUsage (and complete
+    days before it in DailyUsage / SessionUsage); reports read raw rows from `through` on."""
+
+    name = models.CharField(max_length=40, unique=True)
+    through = models.DateTimeField()

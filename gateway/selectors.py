@@ -4,27 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import DailyUsage, UsageRecord
-
-
-@transaction.atomic
-def usage_rollup(*, days: int = 2) -> int:
-    """Rebuild the DailyUsage rows of the last `days` days (idempotent)."""
-    since = (timezone.now() - timedelta(days=days - 1)).date()
-    rows = (UsageRecord.objects.filter(created_at__date__gte=since)
-            .annotate(day=TruncDate("created_at"))
-            .values("day", "user_id", "key_id", "route", "provider", "model")
-            .annotate(requests=Count("id"), errors=Count("id", filter=Q(status__gte=400)),
-                      prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
-                      cached_tokens=Sum("cached_tokens"), cost_usd=Sum("cost_usd")))
-    DailyUsage.objects.filter(day__gte=since).delete()
-    DailyUsage.objects.bulk_create([DailyUsage(**row) for row in rows])
-    return len(rows)
+from .models import UsageRecord
 
 
 REPORT_DIMENSIONS = {
@@ -58,11 +42,13 @@ def usage_report(*, by: str, days: int = 30) -> list[dict]:
     return [{"name": str(row.pop(column) or "-"), **row, "cost_usd": float(row["cost_usd"] or 0)} for row in rows]
 
 
-def unpriced_usage(*, days: int = 30) -> dict:
+def unpriced_usage(*, days: int = 30, since=None, until=None) -> dict:
     """Requests booked at $0 because no price was known (providers.pricing): shown as a
-    warning in the admin and /reports/, never as spend."""
-    since = timezone.now() - timedelta(days=days)
+    warning in the admin and /reports/, never as spend. The last `days`, or since..until."""
+    since = since or timezone.now() - timedelta(days=days)
     rows = UsageRecord.objects.filter(created_at__gte=since, price_source="unpriced")
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
     totals = rows.aggregate(requests=Count("id"), prompt_tokens=Sum("prompt_tokens"),
                             completion_tokens=Sum("completion_tokens"))
     models = list(rows.values_list("provider", "model").distinct()[:20])

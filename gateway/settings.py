@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "channels",
     "gateway",
     "providers",
@@ -109,11 +110,13 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"  # every user (the admin's login takes staff only)
+LOGIN_REDIRECT_URL = "/me/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
@@ -134,7 +137,7 @@ if CELERY_BROKER_URL == "filesystem://":
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 300.0},
+    "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 60.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
 }
 
@@ -168,6 +171,10 @@ GATEWAY_RESERVE_TTL_SECONDS = env.float("GATEWAY_RESERVE_TTL_SECONDS", default=3
 # all decrypt, for rotation). Empty: derived from SECRET_KEY.
 GATEWAY_ENCRYPTION_KEYS = env.list("GATEWAY_ENCRYPTION_KEYS", default=[])
 GATEWAY_CONFIG_VERSION_FILE = DATA_DIR / "config.version"
+# Developers may issue and revoke their own keys on /me/ and the API (else only admins).
+GATEWAY_SELF_SERVICE_KEYS = env.bool("GATEWAY_SELF_SERVICE_KEYS", default=False)
+# The address agents use, for the setup snippets (empty: the address the page was loaded from).
+GATEWAY_PUBLIC_URL = env.str("GATEWAY_PUBLIC_URL", default="")
 
 from gateway import log_redaction  # noqa: E402
 

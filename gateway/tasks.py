@@ -1,9 +1,10 @@
 from celery import shared_task
 
-from .selectors import usage_rollup
+from . import rollups
 
 
 @shared_task
-def rollup_usage(days: int = 2) -> int:
-    """Recompute DailyUsage for the last `days` days from UsageRecord."""
-    return usage_rollup(days=days)
+def rollup_usage() -> int:
+    """Bring HourlyUsage / DailyUsage / SessionUsage up to the last complete hour
+    (beat: every minute; a pass is at most a day of hours, so each run stays short)."""
+    return rollups.rollup_usage(max_hours=24)

@@ -176,23 +176,32 @@ def test_secrets_and_keys_never_reach_the_server_log(gateway, fake_openai):
 
 
 def test_the_daily_rollup_aggregates_usage_per_user_route_provider_and_model():
+    from datetime import timedelta
+
+    from django.db.models import Sum
     from django.utils import timezone
 
-    from gateway.models import DailyUsage, UsageRecord
+    from gateway import rollups
+    from gateway.models import DailyUsage, RollupState, UsageRecord
     from gateway.tasks import rollup_usage
 
     user, _ = get_user_model().objects.get_or_create(username="carol")
     route = world.unique("rollup")
-    now = timezone.now()
+    moment = rollups.floor_hour(timezone.now()) - timedelta(minutes=30)  # the rollups take complete hours
     for i, status in enumerate((200, 200, 502)):
-        UsageRecord.objects.create(request_id=f"{route}-{i}", created_at=now, user=user, endpoint="chat.completions",
+        UsageRecord.objects.create(request_id=f"{route}-{i}", created_at=moment, user=user, endpoint="chat.completions",
                                    route=route, provider="p", model="m", status=status, prompt_tokens=100,
                                    completion_tokens=10, cached_tokens=5, cost_usd="0.001")
+    # Rolled up to the hour of these rows: the next pass rebuilds it (and the hour before).
+    RollupState.objects.update_or_create(name="usage", defaults={"through": rollups.floor_hour(moment)})
     rollup_usage()
     rollup_usage()  # idempotent
-    row = DailyUsage.objects.get(route=route)
-    assert (row.requests, row.errors, row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (3, 1, 300, 30, 15)
-    assert float(row.cost_usd) == 0.003 and row.user == user and row.day == now.date()
+    rows = DailyUsage.objects.filter(route=route)  # one row per status
+    row = rows.aggregate(requests=Sum("requests"), errors=Sum("errors"), prompt=Sum("prompt_tokens"),
+                         completion=Sum("completion_tokens"), cached=Sum("cached_tokens"), cost=Sum("cost_usd"))
+    assert (row["requests"], row["errors"], row["prompt"], row["completion"], row["cached"]) == (3, 1, 300, 30, 15)
+    assert float(row["cost"]) == 0.003
+    assert {r.user for r in rows} == {user} and {r.day for r in rows} == {moment.date()}
 
 
 def test_routes_with_rules_round_trip_through_the_config_file():

@@ -1,0 +1,148 @@
+"""Live view: usage events over a Channels websocket (/ws/live), watched on /live/.
+
+`publish(fields)` listens to the gateway's events (gateway.state.EventPublisher, wired in
+gateway/asgi.py). When no one watches anywhere it is one attribute test: `WATCHERS.active`
+is flipped by the consumers of this process and, with Redis, by a poller thread that reads a key the
+watching processes keep alive (one GET every POLL_SECONDS, off the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+log = logging.getLogger("junction.live")
+
+GROUP = "junction.live"
+WATCH_KEY = "junction:live:watchers"  # Redis key, alive while some process has watchers
+POLL_SECONDS = 1.0
+KEEPALIVE_SECONDS = 5.0
+EVENT_FIELDS = (
+    "request_id",
+    "key_id",
+    "user_id",
+    "route",
+    "provider",
+    "model",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "session_id",
+    "endpoint",
+    "attempts",
+)
+
+
+class Watchers:
+    def __init__(self) -> None:
+        self.local = 0  # consumers connected to this process
+        self.remote = False  # some process has watchers (Redis deployments)
+        self.active = False
+        self.polling = False
+
+    def update(self) -> None:
+        self.active = self.local > 0 or self.remote
+
+    def ensure_polling(self) -> None:
+        if not self.polling:
+            self.polling = True
+            if settings.REDIS_URL:
+                threading.Thread(target=self._poll, name="live-watchers", daemon=True).start()
+
+    def _poll(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        while True:
+            try:
+                if self.local:
+                    client.set(WATCH_KEY, "1", px=int(KEEPALIVE_SECONDS * 3000))
+                self.remote = bool(client.exists(WATCH_KEY))
+            except Exception:  # Redis away: no live events, never an error on the hot path
+                self.remote = False
+            self.update()
+            time.sleep(POLL_SECONDS)
+
+
+WATCHERS = Watchers()
+
+
+def publish(fields: dict) -> None:
+    """Usage recorder listener: called once per request on the event loop."""
+    if not WATCHERS.active:
+        if not WATCHERS.polling:  # first request of a serving process: learn about remote watchers
+            WATCHERS.ensure_polling()
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on an event loop (tests, commands): nothing to watch from here
+        return
+    event = {name: fields.get(name) for name in EVENT_FIELDS}
+    event["cost_usd"] = float(event["cost_usd"] or 0)
+    created = fields.get("created_at")
+    event["time"] = created.isoformat() if created is not None else None
+    loop.create_task(_send(event))
+
+
+async def _send(event: dict) -> None:
+    try:
+        await get_channel_layer().group_send(GROUP, {"type": "usage.event", "event": event})
+    except Exception:
+        log.warning("live event not published", exc_info=True)
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        from .reports.access import can_view_spend
+
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not can_view_spend(user):
+            await self.close(code=4403)
+            return
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        WATCHERS.local += 1
+        WATCHERS.update()
+        WATCHERS.ensure_polling()
+        self.names: dict = {}
+        await self.accept()
+        await self.send_json({"type": "hello"})
+
+    async def disconnect(self, code):
+        if getattr(self, "names", None) is not None:
+            WATCHERS.local -= 1
+            WATCHERS.update()
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+    async def usage_event(self, message):
+        event = dict(message["event"])
+        event["user"], event["key"] = await self._names(event.get("user_id"), event.get("key_id"))
+        await self.send_json({"type": "usage", "event": event})
+
+    async def _names(self, user_id, key_id):
+        ident = (user_id, key_id)
+        if ident not in self.names:
+            from channels.db import database_sync_to_async
+
+            self.names[ident] = await database_sync_to_async(_lookup)(user_id, key_id)
+        return self.names[ident]
+
+
+def _lookup(user_id, key_id) -> tuple[str, str]:
+    from django.contrib.auth import get_user_model
+
+    from .models import VirtualKey
+
+    users, keys = get_user_model().objects.filter(id=user_id), VirtualKey.objects.filter(id=key_id)
+    user = users.values_list("username", flat=True).first() if user_id else None
+    key = keys.values_list("prefix", flat=True).first() if key_id else None
+    return user or "-", key or "-"

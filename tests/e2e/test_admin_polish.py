@@ -1,0 +1,107 @@
+"""The admin as a new admin finds it: branded, a dashboard that leads to the reports,
+read-only usage, a usable usage list, a new key shown once with setup snippets."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from gateway.models import UsageRecord, VirtualKey
+from gateway.services import key_issue
+
+from . import world
+
+
+@pytest.fixture
+def admin_client():
+    user, _ = get_user_model().objects.get_or_create(
+        username="root-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_admin_index_is_branded_and_leads_to_the_reports(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+    assert "<title>" in page and "Junction" in page and "Django administration" not in page
+    for link in (
+        'href="/reports/"',
+        'href="/live/"',
+        "Spend today",
+        "Errors, last hour",
+        "Budgets near their limit",
+    ):
+        assert link in page
+
+
+def test_usage_records_are_read_only(admin_client):
+    key, _ = key_issue(username=world.unique("ro"))
+    record = UsageRecord.objects.create(
+        request_id=world.unique("ro"),
+        created_at=timezone.now(),
+        endpoint="messages",
+        user=key.user,
+        key=key,
+        provider="p",
+        model="m",
+        status=200,
+        cost_usd="0.1",
+    )
+    listing = admin_client.get("/admin/gateway/usagerecord/").content.decode()
+    assert "/admin/gateway/usagerecord/add/" not in listing
+    change = admin_client.get(f"/admin/gateway/usagerecord/{record.id}/change/")
+    assert change.status_code == 200 and 'name="_save"' not in change.content.decode()
+    assert admin_client.post(f"/admin/gateway/usagerecord/{record.id}/change/", {}).status_code == 403
+    for path in ("/admin/gateway/dailyusage/", "/admin/gateway/hourlyusage/"):
+        assert path + "add/" not in admin_client.get(path).content.decode()
+
+
+def test_the_usage_list_takes_a_fixed_number_of_queries_and_no_full_count(admin_client):
+    key, _ = key_issue(username=world.unique("list"))
+    for i in range(30):
+        UsageRecord.objects.create(
+            request_id=world.unique("list"),
+            created_at=timezone.now(),
+            endpoint="messages",
+            user=key.user,
+            key=key,
+            provider="p",
+            model="m",
+            status=200,
+            cost_usd="0.1",
+        )
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get("/admin/gateway/usagerecord/").status_code == 200
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) < 15  # not one per row
+    counts = [s for s in sql if "COUNT(" in s.upper() and "gateway_usagerecord" in s]
+    assert counts and all("LIMIT" in s.upper() for s in counts)  # bounded, never the whole table
+    assert admin_client.get("/admin/gateway/usagerecord/", {"status": "error"}).status_code == 200
+
+
+def test_a_new_key_is_shown_once_in_a_box_with_agent_snippets(admin_client):
+    user = get_user_model().objects.create(username=world.unique("newkey"))
+    response = admin_client.post("/admin/gateway/virtualkey/add/", {"name": "laptop", "user": user.id})
+    page = response.content.decode()
+    key = VirtualKey.objects.get(user=user)
+    assert response.status_code == 200 and 'class="secret"' in page and key.prefix in page
+    assert "data-copy" in page and "ANTHROPIC_BASE_URL=http://testserver" in page and "wire_api" in page
+
+
+def test_a_budget_without_owner_gets_a_plain_words_message(admin_client):
+    page = admin_client.post(
+        "/admin/gateway/budget/add/", {"amount_usd": "5", "period": "monthly"}
+    ).content.decode()
+    assert "is violated" not in page and "budget belongs to a user or to a key" in page
+
+
+def test_no_favicon_404(gateway):
+    import httpx
+
+    response = httpx.get(gateway.url + "/favicon.ico", follow_redirects=True)
+    assert response.status_code == 200 and "svg" in response.headers["content-type"]
