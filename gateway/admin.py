@@ -147,7 +147,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         if unpriced["requests"]:
             tokens = f"{unpriced['prompt_tokens']} tokens in, {unpriced['completion_tokens']} out"
             models = ", ".join(unpriced["models"])
-            count = unpriced["requests"]
+            count = f"{unpriced['requests']}{'+' if unpriced['more'] else ''}"
             messages.warning(request, f"{count} request(s) in the last 30 days ({tokens}) had no known "
                                       f"price and are booked at $0: {models}. Set their prices on the "
                                       "provider's models.")

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -106,7 +107,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         from .reports.access import can_view_spend
 
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not can_view_spend(user):
+        # A permission check reads the database: off the event loop.
+        allowed = user is not None and user.is_authenticated and \
+            await database_sync_to_async(can_view_spend)(user)
+        if not allowed:
             await self.close(code=4403)
             return
         await self.channel_layer.group_add(GROUP, self.channel_name)

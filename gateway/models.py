@@ -77,11 +77,6 @@ class Budget(models.Model):
             return "team", self.team_id
         return "user", self.user_id
 
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        if sum(x is not None for x in (self.user_id, self.key_id, self.team_id)) != 1:
-            raise ValidationError(ONE_OWNER)
 
 
 class UsageRecord(models.Model):

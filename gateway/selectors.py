@@ -4,54 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from .models import UsageRecord
 
 
-REPORT_DIMENSIONS = {
-    "user": "user__username",
-    "key": "key__prefix",
-    "team": "user__groups__name",  # a member of two teams counts in both
-    "route": "route",
-    "provider": "provider",
-    "model": "model",
-    "day": "day",
-}
-
-
-def usage_report(*, by: str, days: int = 30) -> list[dict]:
-    """Spend and tokens grouped by one dimension over the last `days` days, most
-    expensive first (by day: newest first). Reads UsageRecord directly, so it is
-    current to the last usage flush."""
-    if by not in REPORT_DIMENSIONS:
-        raise ValueError(f"unknown dimension `{by}` (one of {', '.join(REPORT_DIMENSIONS)})")
-    since = timezone.now() - timedelta(days=days)
-    column = REPORT_DIMENSIONS[by]
-    rows = UsageRecord.objects.filter(created_at__gte=since)
-    if by == "day":
-        rows = rows.annotate(day=TruncDate("created_at"))
-    rows = (rows.values(column)
-            .annotate(requests=Count("id"), errors=Count("id", filter=Q(status__gte=400)),
-                      fallbacks=Count("id", filter=Q(attempts__gt=1)),
-                      prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
-                      cached_tokens=Sum("cached_tokens"), cost_usd=Sum("cost_usd"))
-            .order_by("-day" if by == "day" else "-cost_usd"))
-    return [{"name": str(row.pop(column) or "-"), **row, "cost_usd": float(row["cost_usd"] or 0)} for row in rows]
-
-
-def unpriced_usage(*, days: int = 30, since=None, until=None) -> dict:
+def unpriced_usage(*, days: int = 30, since=None, until=None, cap: int = 10_000) -> dict:
     """Requests booked at $0 because no price was known (providers.pricing): shown as a
-    warning in the admin and /reports/, never as spend. The last `days`, or since..until."""
+    warning in the admin and /reports/, never as spend. The last `days`, or since..until.
+    Reads at most `cap` rows (indexed on price_source; no count over the table):
+    `more` says the figures stop there."""
     since = since or timezone.now() - timedelta(days=days)
-    rows = UsageRecord.objects.filter(created_at__gte=since, price_source="unpriced")
+    rows = UsageRecord.objects.filter(price_source="unpriced", created_at__gte=since)
     if until is not None:
         rows = rows.filter(created_at__lt=until)
-    totals = rows.aggregate(requests=Count("id"), prompt_tokens=Sum("prompt_tokens"),
-                            completion_tokens=Sum("completion_tokens"))
-    models = list(rows.values_list("provider", "model").distinct()[:20])
-    return {"requests": totals["requests"] or 0, "prompt_tokens": totals["prompt_tokens"] or 0,
-            "completion_tokens": totals["completion_tokens"] or 0,
-            "models": [f"{p}/{m}" for p, m in models]}
+    found = list(rows.order_by().values_list("prompt_tokens", "completion_tokens", "provider", "model")[:cap + 1])
+    more = len(found) > cap
+    found = found[:cap]
+    models = sorted({f"{p}/{m}" for _, _, p, m in found})
+    return {"requests": len(found), "more": more, "prompt_tokens": sum(r[0] for r in found),
+            "completion_tokens": sum(r[1] for r in found), "models": models[:20]}

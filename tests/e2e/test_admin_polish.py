@@ -97,7 +97,8 @@ def test_a_budget_without_owner_gets_a_plain_words_message(admin_client):
     page = admin_client.post(
         "/admin/gateway/budget/add/", {"amount_usd": "5", "period": "monthly"}
     ).content.decode()
-    assert "is violated" not in page and "budget belongs to a user or to a key" in page
+    message = "A budget belongs to exactly one user, one key or one team: choose one of them."
+    assert "is violated" not in page and page.count(message) == 1
 
 
 def test_no_favicon_404(gateway):

@@ -20,7 +20,14 @@ CHAT = [{"role": "user", "content": "hello"}]
 
 
 def _session_cookie(username: str, staff: bool) -> str:
+    """A logged-in user; `staff`: one who may view spend (staff + gateway.view_spend)."""
+    from django.contrib.auth.models import Permission
+
     user, _ = get_user_model().objects.get_or_create(username=username, defaults={"is_staff": staff})
+    if staff:
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="gateway", codename="view_spend")
+        )
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
