@@ -286,7 +286,6 @@ def test_hosted_tools_policy_round_trips_through_the_config_file():
     text = yaml.safe_dump(
         {
             "providers": [{"name": "ht-local", "type": "ollama", "model": "qwen2.5-coder:7b"}],
-            "routing": {"default": "ht-local"},
             "routes": [
                 {"name": "ht-strict", "targets": ["ht-local"], "hosted_tools": "refuse"},
                 {"name": "ht-quiet", "targets": ["ht-local"], "hosted_tools": "drop"},
@@ -310,7 +309,8 @@ def test_hosted_tools_policy_round_trips_through_the_config_file():
 def test_an_unknown_hosted_tools_policy_is_a_config_error():
     from gateway.config_file import ConfigError
 
-    with pytest.raises(ConfigError, match="hosted_tools must be one of map, drop, refuse"):
+    expected = r"routes\[0\]\.hosted_tools: unknown value `maybe` \(one of: map, drop, refuse\)"
+    with pytest.raises(ConfigError, match=expected):
         import_config(
             {
                 "providers": [{"name": "ht-x", "type": "ollama"}],

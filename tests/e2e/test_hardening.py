@@ -363,7 +363,7 @@ class TestMetricsProtection:
                 sent.append(message)
 
             scope = {"server": scope_server, "client": client, "headers": list(headers)}
-            await app.metrics(scope, None, send, None)
+            await app.metrics(None, scope, None, send, None)  # metrics() reads no gateway state
             return sent[0]["status"]
 
         outside = (("10.1.2.3", 3000), ("10.1.2.4", 5555))

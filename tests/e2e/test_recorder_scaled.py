@@ -37,6 +37,7 @@ providers:
   - name: fake
     type: openai
     base_url: {fake_openai.url}/v1
+    api_key: sk-test
     model: mock
     models:
       - {{id: mock, input_price: 0, output_price: 2000}}   # 7 output tokens: $0.014 a request

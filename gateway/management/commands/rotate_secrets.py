@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from providers.crypto import rotate
-from gateway.snapshot import bump_version
+from providers.config_version import bump_version
 from providers.models import Provider
 
 FIELDS = ("api_key", "aws_secret_access_key")
