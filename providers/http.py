@@ -1,14 +1,20 @@
 """All outbound HTTP of the proxy hot path goes through here: one pooled client per
-process and event loop (keep-alive pools per upstream origin), see
-providers/upstream_client.py for why it is not aiohttp's or httpx's client.
+process and event loop (keep-alive pools per upstream origin).
 httpx stays the client for everything off the hot path (health probes, model
 discovery, tests)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
-from .upstream_client import Client
+if os.environ.get("JUNCTION_UPSTREAM_CLIENT") == "builtin":  # A/B benchmark only (tests/bench.py)
+    from .upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+else:
+    from .upstream_aiohttp import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+
+__all__ = ["Client", "Response", "UpstreamConnectError", "UpstreamProtocolError", "UpstreamTimeout", "client",
+           "close"]
 
 _client: Client | None = None
 _loop: asyncio.AbstractEventLoop | None = None
@@ -25,5 +31,7 @@ def client() -> Client:
 async def close() -> None:
     global _client
     if _client is not None:
-        _client.close()
+        result = _client.close()
+        if asyncio.iscoroutine(result):
+            await result
         _client = None

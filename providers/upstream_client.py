@@ -209,6 +209,7 @@ class Response:
     connection to its pool, or closes it when the body was not read to the end)."""
 
     __slots__ = ("_conn", "status", "headers")
+    resends = 0
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
@@ -266,7 +267,7 @@ class Client:
         return hit
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
-                      connect_timeout: float, read_timeout: float) -> Response:
+                      connect_timeout: float, read_timeout: float, **_ignored) -> Response:
         pool, path, host = self._target(url)
         head = [method.encode(), b" ", path, b" HTTP/1.1\r\nhost: ", host.encode("latin-1"),
                 b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n"]

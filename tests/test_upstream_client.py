@@ -10,8 +10,7 @@ import tempfile
 
 import pytest
 
-from providers import upstream_client
-from providers.upstream_client import Client, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from providers.http import Client, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 
 
 class RawServer:
@@ -62,7 +61,8 @@ def test_a_json_answer_is_read_and_the_connection_reused():
                 request = await read_request(reader)
             except asyncio.IncompleteReadError:
                 return
-            assert b"POST /v1/chat HTTP/1.1" in request and b"host: 127.0.0.1:" in request
+            # header names are case-insensitive (aiohttp writes `Host`)
+            assert b"POST /v1/chat HTTP/1.1" in request and b"host: 127.0.0.1:" in request.lower()
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}")
             await writer.drain()
 
@@ -77,7 +77,7 @@ def test_a_json_answer_is_read_and_the_connection_reused():
                 assert await response.read() == b'{"ok":true}'
                 response.close()
             assert server.connections == 1
-            client.close()
+            await client.close()
 
     run(main())
 
@@ -220,7 +220,7 @@ def test_abandoning_a_stream_closes_the_connection():
     run(main())
 
 
-def test_https_with_sni(monkeypatch):
+def test_https_with_sni():
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -242,8 +242,6 @@ def test_https_with_sni(monkeypatch):
                                                  serialization.NoEncryption()))
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert_path, key_path)
-    client_ctx = ssl.create_default_context(cafile=cert_path)
-    monkeypatch.setattr(upstream_client, "_ssl_context", client_ctx)
     seen_sni = []
     server_ctx.sni_callback = lambda sock, server_name, ctx: seen_sni.append(server_name)
 
@@ -255,7 +253,7 @@ def test_https_with_sni(monkeypatch):
     async def main():
         async with RawServer(handler, ssl_context=server_ctx) as server:
             response = await Client().request("POST", f"https://localhost:{server.port}/v1", {}, b"{}",
-                                              connect_timeout=2, read_timeout=2)
+                                              connect_timeout=2, read_timeout=2, ca_bundle=cert_path)
             assert await response.read() == b"secure"
             response.close()
         assert seen_sni == ["localhost"]

@@ -177,6 +177,8 @@ class Exchange:
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
         response = await adapter.send(upstream, provider)
+        if response.resends:  # went out on another connection: the pooled one was found closed
+            self.ctx.attempts[-1]["resends"] = response.resends
         try:
             if response.status >= 400:
                 raw = await response.read()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 
 from providers import http
-from providers.upstream_client import Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from providers.http import Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from providers.codecs.errors import GatewayError
 from routing.table import ProviderInfo
 
@@ -85,11 +85,13 @@ class Adapter:
     async def send(self, request: UpstreamRequest, provider: ProviderInfo) -> "UpstreamResponse":
         """Send and return once response headers arrived (body not read yet). The
         provider's first-token timeout bounds the wait for the first byte and every
-        stall after it; its connect timeout bounds the connection."""
+        stall after it; its connect timeout bounds the connection. Its `proxy` (empty: the
+        environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY) and `ca_bundle` apply."""
         try:
             response = await http.client().request(
                 request.method, request.url, request.headers, request.content,
-                connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout)
+                connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout,
+                proxy=provider.proxy, ca_bundle=provider.ca_bundle)
         except UpstreamTimeout as exc:
             raise GatewayError("timeout", f"upstream {provider.name} timed out ({exc})", 504,
                                retryable=True) from None
@@ -103,13 +105,16 @@ class UpstreamResponse:
     """A view of an upstream response that turns transport failures into
     GatewayErrors (retryable: the caller decides whether it may still fall back)."""
 
-    __slots__ = ("_response", "_name", "status", "headers")
+    __slots__ = ("_response", "_name", "status", "headers", "resends")
 
     def __init__(self, response: Response, name: str) -> None:
         self._response = response
         self._name = name
         self.status = response.status
-        self.headers = response.headers  # lower-case names
+        self.headers = response.headers  # case-insensitive
+        #: times the request went out on another connection because its pooled connection
+        #: was found closed before anything was written (never after: see providers/http.py)
+        self.resends = response.resends
 
     async def read(self) -> bytes:
         try:
