@@ -9,9 +9,9 @@ import asyncio
 import os
 
 if os.environ.get("JUNCTION_UPSTREAM_CLIENT") == "builtin":  # A/B benchmark only (tests/bench.py)
-    from .upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+    from .upstream_client_builtin import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 else:
-    from .upstream_aiohttp import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+    from .upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 
 __all__ = ["Client", "Response", "UpstreamConnectError", "UpstreamProtocolError", "UpstreamTimeout", "client",
            "close"]
