@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import select
 import ssl
+from time import monotonic
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -73,11 +74,19 @@ def _dropped(protocol) -> bool:
         return True
 
 
+#: a connection idle for less than this is not polled before reuse: servers close idle
+#: keep-alive connections after seconds (uvicorn 5 s, Node 5 s, nginx 75 s), not sooner
+_POLL_AFTER_IDLE = 1.0
+
+
 class _Connector(aiohttp.TCPConnector):
     async def _get(self, key, traces):
         while True:
+            idle = self._conns.get(key)
+            # aiohttp reuses the longest-idle connection first (popleft): that is the one to check
+            idle_for = monotonic() - idle[0][1] if idle else 0.0
             conn = await super()._get(key, traces)
-            if conn is None or not _dropped(conn.protocol):
+            if conn is None or idle_for < _POLL_AFTER_IDLE or not _dropped(conn.protocol):
                 return conn
             counter = _resends.get()
             if counter is not None:

@@ -7,10 +7,12 @@ import asyncio
 import datetime
 import ssl
 import tempfile
+import time
 
 import pytest
 
 from providers.http import Client, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from tests.fakes.forward_proxy import ForwardProxy
 
 
 class RawServer:
@@ -220,7 +222,8 @@ def test_abandoning_a_stream_closes_the_connection():
     run(main())
 
 
-def test_https_with_sni():
+def self_signed_localhost() -> tuple[str, ssl.SSLContext]:
+    """A self-signed CA certificate for `localhost`: (its PEM path, a server context)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -242,6 +245,11 @@ def test_https_with_sni():
                                                  serialization.NoEncryption()))
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert_path, key_path)
+    return cert_path, server_ctx
+
+
+def test_https_with_sni():
+    cert_path, server_ctx = self_signed_localhost()
     seen_sni = []
     server_ctx.sni_callback = lambda sock, server_name, ctx: seen_sni.append(server_name)
 
@@ -259,3 +267,241 @@ def test_https_with_sni():
         assert seen_sni == ["localhost"]
 
     run(main())
+
+
+def test_tls_is_verified_by_default():
+    """Without the provider's CA bundle a self-signed upstream is refused before anything is sent."""
+    _, server_ctx = self_signed_localhost()
+    requests = []
+
+    async def handler(reader, writer):
+        requests.append(await read_request(reader))
+
+    async def main():
+        async with RawServer(handler, ssl_context=server_ctx) as server:
+            client = Client()
+            with pytest.raises(UpstreamConnectError, match="(?i)certificate"):
+                await client.request("POST", f"https://localhost:{server.port}/v1", {}, b"{}",
+                                     connect_timeout=2, read_timeout=2)
+            await client.close()
+        assert requests == []
+
+    run(main())
+
+
+# -- re-sends: only when the upstream cannot have received the request
+
+def ok_handler(close_after: int | None = None, seen: list | None = None):
+    """Answers `ok` to each request; closes the connection after `close_after` answers."""
+    async def handler(reader, writer):
+        answered = 0
+        while close_after is None or answered < close_after:
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if seen is not None:
+                seen.append(request)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            answered += 1
+    return handler
+
+
+def test_a_pooled_connection_found_closed_before_writing_is_replaced_and_counted(monkeypatch):
+    """The server closed the idle connection but the event loop has not seen the FIN
+    yet (it was busy): the connection is found closed before the request is written,
+    the request goes out once on a new connection, and that counts as one re-send."""
+    import socket
+    import threading
+
+    from providers import upstream_client
+
+    monkeypatch.setattr(upstream_client, "_POLL_AFTER_IDLE", 0.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    close_first = threading.Event()
+    bodies = []
+
+    def serve():  # a thread, so it can close while the client's event loop is blocked
+        for index in range(2):
+            conn, _ = listener.accept()
+            data = b""
+            while not data.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            while len(body) < 1:
+                body += conn.recv(65536)
+            bodies.append(body)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            if index == 0:
+                close_first.wait(5)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main():
+        client = Client()
+        url = f"http://127.0.0.1:{port}/"
+        first = await client.request("POST", url, {}, b"1", connect_timeout=2, read_timeout=2)
+        assert await first.read() == b"ok" and first.resends == 0
+        first.close()
+        close_first.set()  # the server closes its end now ...
+        time.sleep(0.2)  # ... while this loop is blocked: the pooled connection still looks open
+        second = await client.request("POST", url, {}, b"2", connect_timeout=2, read_timeout=2)
+        assert await second.read() == b"ok" and second.resends == 1
+        second.close()
+        await client.close()
+
+    run(main())
+    thread.join(5)
+    listener.close()
+    assert bodies == [b"1", b"2"]  # each request written once, the second on a new connection
+
+
+def test_a_request_the_upstream_may_have_received_is_never_resent():
+    """The connection breaks after the request was written and before any answer
+    (the upstream may have started, and billed, it): an error, not a second send."""
+    seen = []
+
+    async def handler(reader, writer):
+        seen.append(await read_request(reader))
+        writer.transport.abort()
+
+    async def main():
+        async with RawServer(handler) as server:
+            client = Client()
+            with pytest.raises(UpstreamProtocolError):
+                await client.request("POST", f"http://127.0.0.1:{server.port}/", {}, b"x", connect_timeout=2,
+                                     read_timeout=2)
+            await client.close()
+        assert len(seen) == 1 and server.connections == 1
+
+    run(main())
+
+
+# -- proxies: a real forward proxy on loopback (tests/fakes/forward_proxy.py)
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def forward_proxy():
+    proxy = ForwardProxy().start()
+    yield proxy
+    proxy.stop()
+
+
+def test_http_proxy_from_the_environment_gets_an_absolute_uri_request(clean_proxy_env, forward_proxy):
+    clean_proxy_env.setenv("HTTP_PROXY", forward_proxy.url)
+
+    async def main():
+        async with RawServer(ok_handler()) as server:
+            client = Client()
+            response = await client.request("POST", f"http://127.0.0.1:{server.port}/v1/chat", {}, b"{}",
+                                            connect_timeout=2, read_timeout=2)
+            assert response.status == 200 and await response.read() == b"ok"
+            response.close()
+            await client.close()
+            return server.port
+
+    port = run(main())
+    assert forward_proxy.seen == [("POST", f"http://127.0.0.1:{port}/v1/chat")]
+
+
+def test_https_proxy_from_the_environment_tunnels_with_connect_and_tls_is_verified(clean_proxy_env,
+                                                                                   forward_proxy):
+    cert_path, server_ctx = self_signed_localhost()
+    clean_proxy_env.setenv("HTTPS_PROXY", forward_proxy.url)
+    seen_sni = []
+    server_ctx.sni_callback = lambda sock, server_name, ctx: seen_sni.append(server_name)
+
+    async def main():
+        async with RawServer(ok_handler(), ssl_context=server_ctx) as server:
+            client = Client()
+            response = await client.request("POST", f"https://localhost:{server.port}/v1", {}, b"{}",
+                                            connect_timeout=2, read_timeout=2, ca_bundle=cert_path)
+            assert await response.read() == b"ok"
+            response.close()
+            # through the tunnel, the upstream's certificate is still checked
+            with pytest.raises(UpstreamConnectError, match="(?i)certificate"):
+                await client.request("POST", f"https://localhost:{server.port}/v2", {}, b"{}",
+                                     connect_timeout=2, read_timeout=2)
+            await client.close()
+            return server.port
+
+    port = run(main())
+    assert forward_proxy.seen[0] == ("CONNECT", f"localhost:{port}")
+    assert seen_sni and set(seen_sni) == {"localhost"}
+
+
+def test_no_proxy_sends_directly(clean_proxy_env, forward_proxy):
+    clean_proxy_env.setenv("HTTP_PROXY", forward_proxy.url)
+    clean_proxy_env.setenv("NO_PROXY", "example.com,127.0.0.1")
+
+    async def main():
+        async with RawServer(ok_handler()) as server:
+            client = Client()
+            response = await client.request("POST", f"http://127.0.0.1:{server.port}/", {}, b"{}",
+                                            connect_timeout=2, read_timeout=2)
+            assert await response.read() == b"ok"
+            response.close()
+            await client.close()
+
+    run(main())
+    assert forward_proxy.seen == []
+
+
+def test_the_provider_proxy_setting_wins_over_the_environment(clean_proxy_env, forward_proxy):
+    """A per-provider proxy (with credentials) is used although the environment names
+    another (dead) proxy; `direct` ignores the environment."""
+    authed = ForwardProxy(credentials=("team", "s3cret")).start()
+    clean_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # discard port: nothing listens
+
+    async def main():
+        async with RawServer(ok_handler()) as server:
+            client = Client()
+            url = f"http://127.0.0.1:{server.port}/v1"
+            response = await client.request("POST", url, {}, b"{}", connect_timeout=2, read_timeout=2,
+                                            proxy=authed.url)
+            assert response.status == 200 and await response.read() == b"ok"
+            response.close()
+            response = await client.request("POST", url, {}, b"{}", connect_timeout=2, read_timeout=2,
+                                            proxy="direct")
+            assert await response.read() == b"ok"
+            response.close()
+            with pytest.raises(UpstreamConnectError):  # the environment's proxy, which is down
+                await client.request("POST", url, {}, b"{}", connect_timeout=2, read_timeout=2)
+            await client.close()
+            return url
+
+    try:
+        url = run(main())
+    finally:
+        authed.stop()
+    assert authed.seen == [("POST", url)]
+
+
+def test_a_proxy_refusing_the_credentials_is_a_connect_error(clean_proxy_env):
+    authed = ForwardProxy(credentials=("team", "s3cret")).start()
+    cert_path, server_ctx = self_signed_localhost()
+
+    async def main():
+        async with RawServer(ok_handler(), ssl_context=server_ctx) as server:
+            client = Client()
+            with pytest.raises(UpstreamConnectError, match="407"):
+                await client.request("POST", f"https://localhost:{server.port}/", {}, b"{}", connect_timeout=2,
+                                     read_timeout=2, ca_bundle=cert_path,
+                                     proxy=f"http://team:wrong@127.0.0.1:{authed.port}")
+            await client.close()
+
+    try:
+        run(main())
+    finally:
+        authed.stop()
