@@ -23,6 +23,7 @@ breaks after the request was written is never re-sent: the upstream may have sta
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import select
 import ssl
@@ -155,6 +156,9 @@ class Client:
         # an upstream that compresses anyway is still readable.
         self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                               trust_env=False, timeout=aiohttp.ClientTimeout())
+        # The server exits without an await-able shutdown hook: close the pool then, so aiohttp
+        # does not report an "unclosed session" on every stop.
+        atexit.register(connector._close)
         return self._session
 
     def _target(self, url: str, proxy: str, ca_bundle: str):

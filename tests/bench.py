@@ -255,6 +255,16 @@ def report(results: dict[str, list[dict]], clients: list[str]) -> None:
     print("-|-".join("-" * w for w in widths))
     for r in table:
         print(" | ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
+    if len(clients) > 1:
+        # Within a round the gateways ran back to back: their ratio is steadier than the ranges.
+        base = clients[0]
+        for key, label in (("cpu_json", "non-stream"), ("cpu_stream", "stream"), ("cpu_translated", "translated")):
+            for other in clients[1:]:
+                pairs = [(a.get(key), b.get(key)) for a, b in zip(results[base], results[other])]
+                ratios = sorted(b / a for a, b in pairs if a and b)
+                if ratios:
+                    print(f"gateway CPU per {label} request, {other} / {base} per round: "
+                          + ", ".join(f"{r:.2f}" for r in ratios) + f" (median {ratios[len(ratios) // 2]:.2f})")
 
 
 if __name__ == "__main__":

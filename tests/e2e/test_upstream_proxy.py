@@ -1,0 +1,76 @@
+"""A provider behind a forward proxy (its `proxy` setting), through the real gateway:
+the proxy on loopback (tests/fakes/forward_proxy.py) sees the upstream requests, and
+a proxy that is down is an unreachable upstream that falls back."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.fakes.forward_proxy import ForwardProxy
+
+from . import world
+from .conftest import free_port
+
+CHAT = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture
+def alice():
+    return world.alice_key()
+
+
+@pytest.fixture
+def forward_proxy():
+    proxy = ForwardProxy(credentials=("gw", "pw")).start()
+    yield proxy
+    proxy.stop()
+
+
+def post(gateway, key, body):
+    return httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {key}"})
+
+
+def test_a_provider_with_a_proxy_setting_is_reached_through_it(gateway, alice, fake_openai, forward_proxy):
+    upstream = world.provider(fake_openai.url + "/v1", proxy=forward_proxy.url)
+    r = post(gateway, alice, {"model": f"{upstream.name}/mock", "messages": CHAT})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"]
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", timeout=30,
+                      headers={"authorization": f"Bearer {alice}"},
+                      json={"model": f"{upstream.name}/mock:tokens=5", "messages": CHAT, "stream": True}) as s:
+        assert s.status_code == 200
+        body = b"".join(s.iter_bytes())
+    assert body.rstrip().endswith(b"data: [DONE]")
+    target = fake_openai.url + "/v1/chat/completions"
+    assert forward_proxy.seen == [("POST", target), ("POST", target)]
+
+
+def test_a_proxy_that_is_down_is_an_unreachable_upstream_and_falls_back(gateway, alice, fake_openai):
+    dead = world.provider(fake_openai.url + "/v1", proxy=f"http://127.0.0.1:{free_port()}")
+    direct = world.provider(fake_openai.url + "/v1", proxy="direct")
+    name = world.unique("proxied")
+    world.route(name, [(dead, "mock"), (direct, "mock")])
+    r = post(gateway, alice, {"model": name, "messages": CHAT})
+    assert r.status_code == 200 and r.headers["x-gateway-attempts"] == "2"
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert [(a["provider"], a["status"]) for a in rec.attempt_chain] == [(dead.name, 502), (direct.name, 200)]
+
+
+def test_proxy_and_ca_bundle_round_trip_through_the_config_file():
+    from gateway.config_file import export_config, import_config, load
+    from providers.models import Provider
+
+    name = world.unique("net")
+    import_config(load(f"""
+providers:
+  - name: {name}
+    type: anthropic
+    proxy: http://proxy.corp.example:3128
+    ca_bundle: /etc/ssl/corp-ca.pem
+"""))
+    p = Provider.objects.get(name=name)
+    assert (p.proxy, p.ca_bundle) == ("http://proxy.corp.example:3128", "/etc/ssl/corp-ca.pem")
+    spec = next(s for s in export_config()["providers"] if s["name"] == name)
+    assert (spec["proxy"], spec["ca_bundle"]) == ("http://proxy.corp.example:3128", "/etc/ssl/corp-ca.pem")
