@@ -12,8 +12,10 @@ decision and the figures. Configuration that matters for CPU per request:
 - TLS verification is always on: the system trust store, or a provider's CA bundle.
 
 Re-sends: aiohttp never re-sends a POST. Before a pooled connection is written to, it
-is checked for a close the event loop has not processed yet (a readable idle socket is
-EOF or garbage); such a connection is dropped and the request goes out on another one.
+is checked for bytes that arrived while it was idle (a server's parting 408, which
+aiohttp would read as the answer to the next request) and, idle for a second or more,
+for a close the event loop has not processed yet (a readable idle socket is EOF or
+garbage); such a connection is dropped and the request goes out on another one.
 That is the only case where a request is "re-sent" (it never reached the upstream) and
 each one is counted (`Response.resends`, recorded on the attempt). A connection that
 breaks after the request was written is never re-sent: the upstream may have started
@@ -87,7 +89,11 @@ class _Connector(aiohttp.TCPConnector):
             # aiohttp reuses the longest-idle connection first (popleft): that is the one to check
             idle_for = monotonic() - idle[0][1] if idle else 0.0
             conn = await super()._get(key, traces)
-            if conn is None or idle_for < _POLL_AFTER_IDLE or not _dropped(conn.protocol):
+            if conn is None:
+                return conn
+            # should_close: bytes arrived while idle (a server's parting "408 Request Timeout"),
+            # which aiohttp would otherwise read as the answer to the next request
+            if not conn.protocol.should_close and (idle_for < _POLL_AFTER_IDLE or not _dropped(conn.protocol)):
                 return conn
             counter = _resends.get()
             if counter is not None:

@@ -157,7 +157,8 @@ async def main(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="junction-bench-"))
     up_port = free_port()
     procs = []
-    clients = args.clients.split(",")
+    # One gateway process per upstream client (the issue-17 A/B ran `builtin,aiohttp`, see README).
+    clients = getattr(args, "clients", "default").split(",")
     try:
         procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "tests.fakes.openai", str(up_port)]),
                                       cwd=ROOT, stdout=subprocess.DEVNULL))
@@ -174,7 +175,7 @@ async def main(args) -> None:
             port = free_port()
             cenv = dict(env)
             if name != "default":
-                cenv["JUNCTION_UPSTREAM_CLIENT"] = name  # A/B only: see providers/http.py
+                cenv["JUNCTION_UPSTREAM_CLIENT"] = name  # read by providers/http.py in the A/B commit only
             proc = subprocess.Popen(pinned(0, [sys.executable, "-m", "gateway.daphne_main", "-b", "127.0.0.1",
                                                "-p", str(port), "--verbosity", "0", "gateway.asgi:application"]),
                                     cwd=ROOT, env=cenv)
@@ -273,7 +274,5 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests for the c=1 latency")
     parser.add_argument("--translated", action="store_true", help="add the OpenAI→Anthropic translated row")
     parser.add_argument("--rounds", type=int, default=1, help="repeat, alternating the gateways' order")
-    parser.add_argument("--clients", default="default",
-                        help="comma-separated upstream clients, one gateway process each (A/B), e.g. "
-                             "builtin,aiohttp; default: the gateway's own")
+
     asyncio.run(main(parser.parse_args()))

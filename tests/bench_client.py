@@ -11,7 +11,8 @@ Not a test: nothing here asserts a speed.
 
 Clients: `gateway` is what the proxy uses (providers.http.Client, with the request
 options the adapters pass); `builtin` the hand-written HTTP/1.1 client of before
-issue 17 (only where providers/upstream_client_builtin.py exists); `aiohttp` a plain
+issue 17 (only in the A/B commit named in the README, where
+providers/upstream_client_builtin.py exists); `aiohttp` a plain
 ClientSession used the usual way (`async with session.post(...)`); `aiohttp-2025` the
 gateway's aiohttp usage before the hand-written client; `httpx` httpx's AsyncClient.
 """
@@ -52,17 +53,17 @@ async def drive(send, seconds: float, concurrency: int = 32) -> int:
 
 async def run_client(name: str, url: str, seconds: float) -> tuple[int, float, float]:
     """Returns (requests, wall seconds, CPU seconds) for the timed part (after a warm-up)."""
-    if name in ("gateway", "builtin"):
-        if name == "gateway":
-            from providers.http import Client
-        else:
-            from providers.upstream_client_builtin import Client
+    if name == "gateway":
+        from providers.http import Client
+
         client = Client()
 
         async def send():
             response = await client.request("POST", url, HEADERS, BODY, connect_timeout=5, read_timeout=60)
             await response.read()
             response.close()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
         closer = client.close
     elif name == "aiohttp":
         import aiohttp
@@ -72,6 +73,8 @@ async def run_client(name: str, url: str, seconds: float) -> tuple[int, float, f
         async def send():
             async with session.post(url, data=BODY, headers=HEADERS) as response:
                 await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}")
         closer = session.close
     elif name == "aiohttp-2025":
         # The hot path before the hand-written client (commit 11d5e57..6244b6c^): a pooled session,
@@ -90,6 +93,8 @@ async def run_client(name: str, url: str, seconds: float) -> tuple[int, float, f
                                              allow_redirects=False)
             await response.read()
             response.release()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
         closer = session.close
     elif name == "httpx":
         import httpx
@@ -99,6 +104,8 @@ async def run_client(name: str, url: str, seconds: float) -> tuple[int, float, f
         async def send():
             response = await hx.post(url, content=BODY, headers=HEADERS)
             await response.aread()
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}")
         closer = hx.aclose
     else:
         raise SystemExit(f"unknown client {name}")

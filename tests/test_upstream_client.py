@@ -360,6 +360,42 @@ def test_a_pooled_connection_found_closed_before_writing_is_replaced_and_counted
     assert bodies == [b"1", b"2"]  # each request written once, the second on a new connection
 
 
+def test_a_parting_408_on_an_idle_connection_is_not_taken_for_the_next_answer():
+    """Some servers write `408 Request Timeout` on an idle keep-alive connection before
+    closing it: that connection is dropped before writing (one re-send), the next
+    request gets its own answer."""
+    async def handler(reader, writer):
+        answered = 0
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            answered += 1
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            if answered == 1:
+                await asyncio.sleep(0.05)
+                writer.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+
+    async def main():
+        async with RawServer(handler) as server:
+            client = Client()
+            statuses = []
+            for _ in range(2):
+                response = await client.request("POST", f"http://127.0.0.1:{server.port}/", {}, b"x",
+                                                connect_timeout=2, read_timeout=2)
+                statuses.append((response.status, await response.read(), response.resends))
+                response.close()
+                await asyncio.sleep(0.2)
+            await client.close()
+            assert statuses == [(200, b"ok", 0), (200, b"ok", 1)]
+            assert server.connections == 2
+
+    run(main())
+
+
 def test_a_request_the_upstream_may_have_received_is_never_resent():
     """The connection breaks after the request was written and before any answer
     (the upstream may have started, and billed, it): an error, not a second send."""

@@ -74,3 +74,73 @@ providers:
     assert (p.proxy, p.ca_bundle) == ("http://proxy.corp.example:3128", "/etc/ssl/corp-ca.pem")
     spec = next(s for s in export_config()["providers"] if s["name"] == name)
     assert (spec["proxy"], spec["ca_bundle"]) == ("http://proxy.corp.example:3128", "/etc/ssl/corp-ca.pem")
+
+
+class PartingUpstream:
+    """An OpenAI-compatible upstream on loopback that writes `408 Request Timeout` on
+    every connection shortly after answering (before closing it, as some servers do
+    when a keep-alive connection idles)."""
+
+    ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"mock","choices":[{"index":0,'
+              b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}')
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self.requests = 0
+        ready = threading.Event()
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            server = self.loop.run_until_complete(asyncio.start_server(self.handle, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(5)
+
+    async def handle(self, reader, writer):
+        import asyncio
+
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            self.requests += 1
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                         % (len(self.ANSWER), self.ANSWER))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(5)  # keeps the connection open, so only the 408 tells
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_a_pooled_connection_dropped_before_writing_is_counted_on_the_attempt(gateway, alice):
+    parting = PartingUpstream()
+    try:
+        upstream = world.provider(f"http://127.0.0.1:{parting.port}/v1", proxy="direct")
+        first = post(gateway, alice, {"model": f"{upstream.name}/mock", "messages": CHAT})
+        assert first.status_code == 200
+        import time
+
+        time.sleep(0.4)  # the 408 has arrived on the pooled connection
+        second = post(gateway, alice, {"model": f"{upstream.name}/mock", "messages": CHAT})
+        assert second.status_code == 200 and second.json()["choices"][0]["message"]["content"] == "hi"
+        assert parting.requests == 2  # the second request was written once, on a new connection
+        assert "resends" not in world.wait_record(first.headers["x-request-id"]).attempt_chain[0]
+        attempt = world.wait_record(second.headers["x-request-id"]).attempt_chain[0]
+        assert attempt["status"] == 200 and attempt["resends"] == 1
+    finally:
+        parting.stop()
