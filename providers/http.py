@@ -7,9 +7,10 @@ discovery, tests).
 Why aiohttp's client and not the hand-written HTTP/1.1 client this replaced (issue 17,
 measured in one run on the benchmark rig, A/B alternating, README "Performance"):
 - Gateway CPU per non-stream request: the hand-written client was ahead, aiohttp/builtin
-  per round 1.14-2.03 (median 1.48) on a machine loaded by other jobs.
-- Gateway CPU per 50-token stream: no lead, 0.81-1.45 (median 0.92): aiohttp's C parser
-  and stream reader cost no more per chunk. Coding agents stream nearly every request.
+  per round 1.13-1.71 (median 1.62; an earlier run 1.48) on a machine loaded by other jobs.
+- Gateway CPU per 50-token stream: no lead, 0.68-1.37 (median 1.04; translated streams
+  median 0.92): aiohttp's C parser and stream reader cost no more per chunk. Coding agents
+  stream nearly every request.
 - The client alone (python -m tests.bench_client): aiohttp ~0.17-0.28 ms of CPU per request,
   hand-written ~0.05-0.07 ms; the ~0.2 ms is aiohttp's per-request objects (ClientRequest,
   ClientResponse, payload, writer, multidicts, timers) and the garbage collection they cause,

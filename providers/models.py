@@ -64,6 +64,15 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        super().clean()
+        proxy = self.proxy.strip()
+        if proxy and proxy != "direct" and not proxy.startswith(("http://", "https://")):
+            raise ValidationError({"proxy": "a proxy URL (http://[user:pass@]host:port), `direct`, or empty for "
+                                            "the HTTPS_PROXY / HTTP_PROXY / NO_PROXY environment"})
+
     def effective_base_url(self) -> str:
         if not self.base_url and self.type == ProviderType.OLLAMA and os.environ.get("OLLAMA_HOST"):
             from .adapters.ollama import host_url  # as the ollama CLI reads it

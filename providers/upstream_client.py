@@ -203,7 +203,10 @@ class Client:
         """Send and return once the response headers arrived. `proxy`: "" for the
         environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY, a proxy URL, or "direct"."""
         session = self._session or self._open()
-        target, proxy_url, proxy_auth, context = self._target(url, proxy, ca_bundle)
+        try:
+            target, proxy_url, proxy_auth, context = self._target(url, proxy, ca_bundle)
+        except (OSError, ssl.SSLError, ValueError) as exc:  # unreadable CA bundle, malformed proxy URL
+            raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from None
         counter = [0]
         token = _resends.set(counter)
         try:

@@ -541,3 +541,14 @@ def test_a_proxy_refusing_the_credentials_is_a_connect_error(clean_proxy_env):
         run(main())
     finally:
         authed.stop()
+
+
+def test_a_missing_ca_bundle_is_a_connect_error():
+    async def main():
+        client = Client()
+        with pytest.raises(UpstreamConnectError, match="FileNotFoundError"):
+            await client.request("POST", "https://localhost:9/", {}, b"{}", connect_timeout=2, read_timeout=2,
+                                 ca_bundle="/nonexistent/ca.pem")
+        await client.close()
+
+    run(main())

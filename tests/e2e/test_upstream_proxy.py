@@ -118,13 +118,20 @@ class PartingUpstream:
             writer.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
             await writer.drain()
             await asyncio.sleep(5)  # keeps the connection open, so only the 408 tells
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        import asyncio
+
+        def shutdown():
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
+
+        self.loop.call_soon_threadsafe(shutdown)
 
 
 def test_a_pooled_connection_dropped_before_writing_is_counted_on_the_attempt(gateway, alice):
@@ -144,3 +151,16 @@ def test_a_pooled_connection_dropped_before_writing_is_counted_on_the_attempt(ga
         assert attempt["status"] == 200 and attempt["resends"] == 1
     finally:
         parting.stop()
+
+
+def test_a_proxy_setting_that_is_not_a_url_is_refused_by_the_config_import():
+    from gateway.config_file import ConfigError, import_config, load
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises((ConfigError, ValidationError), match="proxy"):
+        import_config(load(f"""
+providers:
+  - name: {world.unique("badproxy")}
+    type: openai
+    proxy: proxy.corp.example:3128
+"""))
