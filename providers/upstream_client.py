@@ -6,9 +6,9 @@ decision and the figures. Configuration that matters for CPU per request:
   connections per origin, proxy and TLS context);
 - ClientTimeout objects are frozen and cached per (connect, read) pair, URL objects per
   URL string, proxy decisions per origin: no per-request construction of any of them;
-- proxies from HTTPS_PROXY/HTTP_PROXY/NO_PROXY are resolved once per origin with
-  aiohttp's own helper (aiohttp's `trust_env=True` re-reads the whole environment and
-  netrc on every request), or the provider's `proxy` setting;
+- proxies from HTTPS_PROXY/HTTP_PROXY/NO_PROXY are resolved once per URL with aiohttp's
+  own helper, or taken from the provider's `proxy` setting: aiohttp's `trust_env=True`
+  re-reads the environment on every request, measured ~0.24 ms of CPU each time;
 - TLS verification is always on: the system trust store, or a provider's CA bundle.
 
 Re-sends: aiohttp never re-sends a POST. Before a pooled connection is written to, it
@@ -168,7 +168,8 @@ class Client:
         return self._session
 
     def _target(self, url: str, proxy: str, ca_bundle: str):
-        """URL object, proxy and TLS context for a URL (cached: the same few URLs repeat)."""
+        """URL object, proxy and TLS context for a URL (cached: the same few URLs repeat;
+        the proxy environment is read at the first request to a URL, not again)."""
         key = (url, proxy, ca_bundle)
         hit = self._urls.get(key)
         if hit is not None:
