@@ -1,18 +1,27 @@
 """The hot path's HTTP/1.1 client against raw asyncio servers on loopback that
-answer byte for byte what each test needs."""
+answer byte for byte what each test needs.
+
+JUNCTION_TEST_UPSTREAM_CLIENT=aiohttp runs the same tests against the aiohttp client kept
+for the A/B benchmark (tests/bench_clients/aiohttp_client.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import ssl
 import tempfile
 import time
 
 import pytest
 
+from providers import upstream_client as client_module
 from providers.http import Client, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from tests.fakes.forward_proxy import ForwardProxy
+
+if os.environ.get("JUNCTION_TEST_UPSTREAM_CLIENT") == "aiohttp":
+    from tests.bench_clients import aiohttp_client as client_module
+    from tests.bench_clients.aiohttp_client import Client  # noqa: F811
 
 
 class RawServer:
@@ -315,9 +324,7 @@ def test_a_pooled_connection_found_closed_before_writing_is_replaced_and_counted
     import socket
     import threading
 
-    from providers import upstream_client
-
-    monkeypatch.setattr(upstream_client, "_POLL_AFTER_IDLE", 0.0)
+    monkeypatch.setattr(client_module, "_POLL_AFTER_IDLE", 0.0)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     close_first = threading.Event()
@@ -552,3 +559,58 @@ def test_a_missing_ca_bundle_is_a_connect_error():
         await client.close()
 
     run(main())
+
+
+def test_a_proxy_refusing_the_credentials_for_a_plain_http_upstream_is_a_connect_error(clean_proxy_env):
+    """Absolute-URI requests: the proxy's 407 is its own answer, not the upstream's."""
+    authed = ForwardProxy(credentials=("team", "s3cret")).start()
+
+    async def main():
+        async with RawServer(ok_handler()) as server:
+            client = Client()
+            with pytest.raises(UpstreamConnectError, match="407"):
+                await client.request("POST", f"http://127.0.0.1:{server.port}/", {}, b"{}", connect_timeout=2,
+                                     read_timeout=2, proxy=f"http://team:wrong@127.0.0.1:{authed.port}")
+            await client.close()
+            return server.connections
+
+    try:
+        assert run(main()) == 0
+    finally:
+        authed.stop()
+
+
+def test_a_tunnel_through_the_proxy_is_kept_alive_and_reused(clean_proxy_env, forward_proxy):
+    cert_path, server_ctx = self_signed_localhost()
+
+    async def main():
+        async with RawServer(ok_handler(), ssl_context=server_ctx) as server:
+            client = Client()
+            for _ in range(3):
+                response = await client.request("POST", f"https://localhost:{server.port}/v1", {}, b"{}",
+                                                connect_timeout=2, read_timeout=2, ca_bundle=cert_path,
+                                                proxy=forward_proxy.url)
+                assert (response.status, await response.read(), response.resends) == (200, b"ok", 0)
+                response.close()
+            await client.close()
+            return server.connections
+
+    assert run(main()) == 1
+    assert [method for method, _ in forward_proxy.seen] == ["CONNECT"]
+
+
+def test_tls_tunnels_and_resends_on_uvloop(monkeypatch, clean_proxy_env, forward_proxy):
+    """The gateway runs on uvloop (gateway/daphne_main.py): start_tls through a tunnel, the
+    socket poll and the idle-bytes check behave the same there."""
+    import sys
+
+    import uvloop
+
+    monkeypatch.setattr(sys.modules[__name__], "run", uvloop.run)
+    test_https_with_sni()
+    test_tls_is_verified_by_default()
+    test_a_parting_408_on_an_idle_connection_is_not_taken_for_the_next_answer()
+    test_a_pooled_connection_found_closed_before_writing_is_replaced_and_counted(monkeypatch)
+    test_a_request_the_upstream_may_have_received_is_never_resent()
+    test_https_proxy_from_the_environment_tunnels_with_connect_and_tls_is_verified(clean_proxy_env, forward_proxy)
+    test_a_proxy_refusing_the_credentials_is_a_connect_error(clean_proxy_env)

@@ -1,7 +1,9 @@
-"""The proxy hot path's HTTP client: aiohttp's, configured for the hot path.
-
-Measured inside the gateway (README, Performance): see providers/http.py for the
-decision and the figures. Configuration that matters for CPU per request:
+"""aiohttp's client configured for the proxy hot path: the B of the issue-17 A/B, not on
+the hot path (providers/upstream_client.py is; the decision and the figures are in
+providers/http.py and the README). Same interface as providers.upstream_client.Client;
+`python -m tests.bench_clients.aiohttp_gateway <daphne args>` runs a gateway with it
+(tests/bench.py --clients builtin,aiohttp). It passes tests/test_upstream_client.py
+(JUNCTION_TEST_UPSTREAM_CLIENT=aiohttp). Configuration that matters for CPU per request:
 - one ClientSession and one TCPConnector per process and event loop (pooled keep-alive
   connections per origin, proxy and TLS context);
 - ClientTimeout objects are frozen and cached per (connect, read) pair, URL objects per
@@ -35,17 +37,8 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-
-class UpstreamConnectError(Exception):
-    """The connection could not be made (refused, DNS, TLS, proxy): nothing was sent."""
-
-
-class UpstreamTimeout(Exception):
-    """No connection, first byte or next byte within the timeout."""
-
-
-class UpstreamProtocolError(Exception):
-    """The connection broke or the upstream sent something that is not HTTP."""
+# The gateway's exception classes, so the adapters map this client's errors alike.
+from providers.upstream_client import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 
 
 #: the re-send counter of the request being sent by the current task (see _Connector)
@@ -221,6 +214,9 @@ class Client:
             raise _translate(exc) from None
         finally:
             _resends.reset(token)
+        if response.status == 407 and proxy_url is not None and target.scheme == "http":
+            response.close()  # the proxy answered (absolute-URI request), not the upstream
+            raise UpstreamConnectError(f"proxy {proxy_url.host}:{proxy_url.port} refused: 407")
         return Response(response, counter[0])
 
     async def close(self) -> None:
