@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 
-from .upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from .upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout, \
+    tls_context
 
 __all__ = ["Client", "Response", "UpstreamConnectError", "UpstreamProtocolError", "UpstreamTimeout", "client",
-           "close"]
+           "close", "httpx_options"]
 
 _client: Client | None = None
 _loop: asyncio.AbstractEventLoop | None = None
@@ -39,6 +40,23 @@ def client() -> Client:
     if _client is None or _loop is not loop:
         _client, _loop = Client(), loop
     return _client
+
+
+def httpx_options(provider) -> dict:
+    """The provider's `proxy` and `ca_bundle` as httpx client options, for the calls off the
+    hot path (health probes, model discovery): empty proxy = httpx's own environment lookup
+    (HTTPS_PROXY/HTTP_PROXY/NO_PROXY), `direct` = none, else that proxy URL. Raises OSError
+    for an unreadable CA bundle."""
+    options: dict = {}
+    proxy = (getattr(provider, "proxy", "") or "").strip()
+    if proxy == "direct":
+        options["trust_env"] = False
+    elif proxy:
+        options["proxy"] = proxy
+    ca_bundle = getattr(provider, "ca_bundle", "") or ""
+    if ca_bundle:
+        options["verify"] = tls_context(ca_bundle)
+    return options
 
 
 async def close() -> None:

@@ -70,8 +70,8 @@ class _Stale(Exception):
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("transport", "parser", "pool", "status", "headers", "chunks", "done", "error", "waiter",
-                 "headers_done", "keep_alive", "closed", "busy", "stale", "idle_since", "_timer", "_read_timeout",
-                 "loop")
+                 "headers_done", "keep_alive", "closed", "busy", "stale", "idle_since", "_timer",
+                 "_read_timeout", "_last_byte", "loop")
 
     def __init__(self, pool: "_Pool") -> None:
         self.pool = pool
@@ -84,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.parser = None
         self._timer = None
         self._read_timeout = None
+        self._last_byte = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -114,7 +115,7 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamProtocolError(f"invalid HTTP from upstream: {exc}"))
             self.transport.close()
             return
-        self._arm()
+        self._last_byte = self.loop.time()  # the read timer looks at it when it fires
         self._wake()
 
     def eof_received(self):
@@ -161,21 +162,25 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _arm(self) -> None:
-        """(Re)start the read timer: fires when no byte arrives for `read_timeout`."""
-        if self._read_timeout is None or self.done:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(self._read_timeout, self._timed_out)
+    def _arm(self, delay: float) -> None:
+        """The read timer: no byte for `read_timeout` is a timeout. Not re-armed per chunk
+        (a timer handle per chunk is measurable on streams): when it fires it re-arms
+        itself for what remains after the last byte."""
+        self._timer = self.loop.call_later(delay, self._check_timeout)
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _timed_out(self) -> None:
+    def _check_timeout(self) -> None:
         self._timer = None
+        if self.done:
+            return
+        remaining = self._last_byte + self._read_timeout - self.loop.time()
+        if remaining > 0:
+            self._arm(remaining)
+            return
         self._fail(UpstreamTimeout("no bytes from upstream within the read timeout"))
         self._wake()
 
@@ -203,10 +208,15 @@ class _Connection(asyncio.Protocol):
     def start(self, payload: bytes, read_timeout: float | None) -> None:
         self._reset()
         self.busy = True
+        if self.closed:  # a new connection the server closed at once (or greeted with bytes)
+            self.error = UpstreamProtocolError("upstream closed the connection")
+            return
         self.parser = httptools.HttpResponseParser(self)
         self._read_timeout = read_timeout
         self.transport.write(payload)
-        self._arm()
+        if read_timeout is not None:
+            self._last_byte = self.loop.time()
+            self._arm(read_timeout)
 
     def finish(self) -> None:
         """The response is done with: back to the pool if reusable, else closed."""
@@ -263,8 +273,8 @@ class _Pool:
     """Idle keep-alive connections to one origin, directly or through one proxy."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, proxy: _Proxy | None,
-                 max_idle: int = 256) -> None:
-        self.host, self.port, self.tls, self.proxy = host, port, tls, proxy
+                 ca_bundle: str = "", max_idle: int = 256) -> None:
+        self.host, self.port, self.tls, self.proxy, self.ca_bundle = host, port, tls, proxy, ca_bundle
         self.idle: deque[_Connection] = deque()
         self.max_idle = max_idle
 
@@ -284,9 +294,8 @@ class _Pool:
             async with asyncio.timeout(connect_timeout):
                 return await self._connect(), dropped
         except TimeoutError:
-            raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out"
-                                  + (f" (through proxy {self.proxy.host}:{self.proxy.port})" if self.proxy else ""))\
-                from None
+            via = f" (through proxy {self.proxy.host}:{self.proxy.port})" if self.proxy else ""
+            raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out{via}") from None
         except OSError as exc:  # refused, DNS, TLS (ssl errors are OSErrors)
             raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from None
 
@@ -294,18 +303,22 @@ class _Pool:
         loop = asyncio.get_running_loop()
         proxy = self.proxy
         if proxy is None:
-            _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.tls,
-                                                   server_hostname=self.host if self.tls else None)
+            hostname = self.host if self.tls else None
+            _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port,
+                                                   ssl=self.tls, server_hostname=hostname)
             return conn
-        proxy_tls = tls_context() if proxy.tls else None
+        # an https proxy is verified with the provider's CA bundle if it has one (a company
+        # proxy's CA is what such a bundle usually holds), else the system trust store
+        proxy_tls = tls_context(self.ca_bundle) if proxy.tls else None
+        proxy_name = proxy.host if proxy.tls else None
         if self.tls is None:  # plain http: absolute-URI requests to the proxy on this connection
             _, conn = await loop.create_connection(lambda: _Connection(self), proxy.host, proxy.port,
-                                                   ssl=proxy_tls, server_hostname=proxy.host if proxy_tls else None)
+                                                   ssl=proxy_tls, server_hostname=proxy_name)
             return conn
         raw, tunnel = await loop.create_connection(_Tunnel, proxy.host, proxy.port, ssl=proxy_tls,
-                                                   server_hostname=proxy.host if proxy_tls else None)
+                                                   server_hostname=proxy_name)
         try:
-            authority = f"{self.host}:{self.port}"
+            authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
             raw.write(f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n".encode("latin-1")
                       + (f"proxy-authorization: {proxy.authorization}\r\n".encode("latin-1")
                          if proxy.authorization else b"") + b"\r\n")
@@ -316,7 +329,8 @@ class _Pool:
                 raise UpstreamConnectError(f"proxy {proxy.host}:{proxy.port} refused CONNECT {authority}: "
                                            f"{' '.join(parts[1:]) or status_line!r}")
             if not head.endswith(b"\r\n\r\n"):
-                raise UpstreamConnectError(f"proxy {proxy.host}:{proxy.port} sent bytes after its CONNECT answer")
+                raise UpstreamConnectError(f"proxy {proxy.host}:{proxy.port} sent bytes after its CONNECT "
+                                           "answer")
             conn = _Connection(self)
             conn.connection_made(await loop.start_tls(raw, conn, self.tls, server_hostname=self.host))
             return conn
@@ -346,10 +360,19 @@ class Response:
         self.resends = resends
 
     async def chunks(self):
+        """What arrived since the last one, joined: the taps and the client's socket see one
+        piece per read, not one per HTTP chunk (aiohttp's readany() does the same)."""
         conn = self._conn
+        pending = conn.chunks
         while True:
-            while conn.chunks:
-                yield conn.chunks.popleft()
+            if pending:
+                if len(pending) == 1:
+                    yield pending.popleft()
+                else:
+                    data = b"".join(pending)
+                    pending.clear()
+                    yield data
+                continue
             if conn.done:
                 return
             if conn.error is not None:
@@ -402,15 +425,16 @@ class Client:
         host = parts.hostname or ""
         authority = parts.netloc.rpartition("@")[2]
         proxy_url = _proxy_for(parts.scheme, authority, proxy)
-        pool_key = (parts.scheme, host, port, proxy_url, ca_bundle if tls else "")
+        pool_key = (parts.scheme, host, port, proxy_url, ca_bundle)
         pool = self._pools.get(pool_key)
         if pool is None:
             pool = _Pool(host, port, tls_context(ca_bundle) if tls else None,
-                         _Proxy(proxy_url) if proxy_url else None)
+                         _Proxy(proxy_url) if proxy_url else None, ca_bundle)
             self._pools[pool_key] = pool
         lines = f"host: {authority}\r\n"
         if pool.proxy is not None and not tls:  # absolute-URI form to the proxy
-            target = f"{parts.scheme}://{authority}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
+            target = f"{parts.scheme}://{authority}{parts.path or '/'}" + (f"?{parts.query}" if parts.query
+                                                                             else "")
             if pool.proxy.authorization:
                 lines += f"proxy-authorization: {pool.proxy.authorization}\r\n"
         else:

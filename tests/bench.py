@@ -28,6 +28,12 @@ BODY = {"model": "mock", "messages": [{"role": "system", "content": "You are a c
                                       {"role": "user", "content": "Write hello world in Python."}]}
 
 
+#: upstream client -> the module that starts a gateway with it (`default`: the hot path's own,
+#: providers/upstream_client.py; `aiohttp`: tests/bench_clients/aiohttp_client.py swapped in)
+GATEWAYS = {"default": "gateway.daphne_main", "builtin": "gateway.daphne_main",
+            "aiohttp": "tests.bench_clients.aiohttp_gateway"}
+
+
 def pinned(core: int | None, cmd: list[str]) -> list[str]:
     if core is not None and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         return ["taskset", "-c", str(core)] + cmd
@@ -157,8 +163,8 @@ async def main(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="junction-bench-"))
     up_port = free_port()
     procs = []
-    # One gateway process per upstream client (the issue-17 A/B ran `builtin,aiohttp`, see README).
-    clients = getattr(args, "clients", "default").split(",")
+    # One gateway process per upstream client: `--clients builtin,aiohttp` is the issue-17 A/B (README).
+    clients = args.clients.split(",")
     try:
         procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "tests.fakes.openai", str(up_port)]),
                                       cwd=ROOT, stdout=subprocess.DEVNULL))
@@ -173,12 +179,11 @@ async def main(args) -> None:
         gateways = {}  # client name -> (url, pid): one Daphne process per upstream client, same database
         for name in clients:
             port = free_port()
-            cenv = dict(env)
-            if name != "default":
-                cenv["JUNCTION_UPSTREAM_CLIENT"] = name  # read by providers/http.py in the A/B commit only
-            proc = subprocess.Popen(pinned(0, [sys.executable, "-m", "gateway.daphne_main", "-b", "127.0.0.1",
+            if name not in GATEWAYS:
+                raise SystemExit(f"unknown client {name} (one of {', '.join(GATEWAYS)})")
+            proc = subprocess.Popen(pinned(0, [sys.executable, "-m", GATEWAYS[name], "-b", "127.0.0.1",
                                                "-p", str(port), "--verbosity", "0", "gateway.asgi:application"]),
-                                    cwd=ROOT, env=cenv)
+                                    cwd=ROOT, env=env)
             procs.append(proc)
             gateways[name] = (f"http://127.0.0.1:{port}", proc.pid)
         await wait_up(upstream + "/v1/models")
@@ -274,5 +279,8 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests for the c=1 latency")
     parser.add_argument("--translated", action="store_true", help="add the OpenAI→Anthropic translated row")
     parser.add_argument("--rounds", type=int, default=1, help="repeat, alternating the gateways' order")
+    parser.add_argument("--clients", default="default",
+                        help="gateways to measure, one process each: default, builtin, aiohttp "
+                             "(comma-separated)")
 
     asyncio.run(main(parser.parse_args()))

@@ -1,7 +1,7 @@
 """Benchmark: an upstream HTTP client alone (no gateway), the figure of issue 17's table.
 
     python -m tests.bench_client                      (gateway's client vs. plain aiohttp vs. httpx)
-    python -m tests.bench_client --clients gateway,aiohttp --rounds 4 --seconds 5
+    python -m tests.bench_client --clients gateway,gateway-aiohttp --rounds 4 --seconds 5
 
 One client process pinned to core 0 on uvloop sends 32 concurrent keep-alive POSTs
 of a ~200-byte chat request to the fake OpenAI upstream (tests/fakes/openai.py) on
@@ -9,10 +9,10 @@ core 1 for `--seconds`; the client's CPU comes from getrusage. Each client runs 
 fresh process, rounds alternate the order (A/B, B/A) because the machine is noisy.
 Not a test: nothing here asserts a speed.
 
-Clients: `gateway` is what the proxy uses (providers.http.Client, with the request
-options the adapters pass); `builtin` the hand-written HTTP/1.1 client of before
-issue 17 (only in the A/B commit named in the README, where
-providers/upstream_client_builtin.py exists); `aiohttp` a plain
+Clients: `gateway` is what the proxy uses (providers.http.Client: the hand-written
+HTTP/1.1 client, with the request options the adapters pass); `gateway-aiohttp` the
+aiohttp client configured for the hot path, kept for the A/B
+(tests/bench_clients/aiohttp_client.py, same calls); `aiohttp` a plain
 ClientSession used the usual way (`async with session.post(...)`); `aiohttp-2025` the
 gateway's aiohttp usage before the hand-written client; `httpx` httpx's AsyncClient.
 """
@@ -53,8 +53,11 @@ async def drive(send, seconds: float, concurrency: int = 32) -> int:
 
 async def run_client(name: str, url: str, seconds: float) -> tuple[int, float, float]:
     """Returns (requests, wall seconds, CPU seconds) for the timed part (after a warm-up)."""
-    if name == "gateway":
-        from providers.http import Client
+    if name in ("gateway", "gateway-aiohttp"):
+        if name == "gateway":
+            from providers.http import Client
+        else:
+            from tests.bench_clients.aiohttp_client import Client
 
         client = Client()
 

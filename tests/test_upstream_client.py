@@ -2,7 +2,8 @@
 answer byte for byte what each test needs.
 
 JUNCTION_TEST_UPSTREAM_CLIENT=aiohttp runs the same tests against the aiohttp client kept
-for the A/B benchmark (tests/bench_clients/aiohttp_client.py)."""
+for the A/B benchmark (tests/bench_clients/aiohttp_client.py); it fails the https-proxy
+test (aiohttp verifies a TLS proxy with the system store only, not the CA bundle)."""
 
 from __future__ import annotations
 
@@ -199,6 +200,31 @@ def test_a_stall_mid_body_is_a_timeout_and_garbage_is_a_protocol_error():
             with pytest.raises(UpstreamProtocolError):
                 await Client().request("POST", f"http://127.0.0.1:{server.port}/", {}, b"",
                                        connect_timeout=2, read_timeout=1)
+
+    run(main())
+
+
+def test_a_slow_stream_that_never_stalls_for_the_read_timeout_is_not_cut():
+    """The read timeout bounds each silence, not the whole body: 8 chunks 0.1 s apart
+    with a 0.25 s read timeout arrive in full."""
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(8):
+            await asyncio.sleep(0.1)
+            writer.write(b"4\r\ntick\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def main():
+        async with RawServer(handler) as server:
+            client = Client()
+            response = await client.request("POST", f"http://127.0.0.1:{server.port}/", {}, b"",
+                                            connect_timeout=2, read_timeout=0.25)
+            assert b"".join([c async for c in response.chunks()]) == b"tick" * 8
+            response.close()
+            await client.close()
 
     run(main())
 
@@ -599,6 +625,35 @@ def test_a_tunnel_through_the_proxy_is_kept_alive_and_reused(clean_proxy_env, fo
     assert [method for method, _ in forward_proxy.seen] == ["CONNECT"]
 
 
+def test_an_https_proxy_is_verified_and_carries_tunnels_and_plain_requests(clean_proxy_env):
+    """TLS to the proxy itself (verified with the provider's CA bundle), then a CONNECT
+    tunnel with the upstream's own TLS inside it, or an absolute-URI request."""
+    cert_path, server_ctx = self_signed_localhost()
+    tls_proxy = ForwardProxy(ssl_context=server_ctx, host="localhost").start()
+
+    async def main():
+        async with RawServer(ok_handler(), ssl_context=server_ctx) as secure, \
+                RawServer(ok_handler()) as plain:
+            client = Client()
+            for url in (f"https://localhost:{secure.port}/v1", f"http://127.0.0.1:{plain.port}/v1"):
+                response = await client.request("POST", url, {}, b"{}", connect_timeout=2, read_timeout=2,
+                                                ca_bundle=cert_path, proxy=tls_proxy.url)
+                assert (response.status, await response.read()) == (200, b"ok")
+                response.close()
+            with pytest.raises(UpstreamConnectError, match="(?i)certificate"):  # the proxy's, unknown CA
+                await client.request("POST", f"http://127.0.0.1:{plain.port}/v2", {}, b"{}",
+                                     connect_timeout=2, read_timeout=2, proxy=tls_proxy.url)
+            await client.close()
+            return secure.port, plain.port
+
+    try:
+        secure_port, plain_port = run(main())
+    finally:
+        tls_proxy.stop()
+    assert tls_proxy.seen == [("CONNECT", f"localhost:{secure_port}"),
+                              ("POST", f"http://127.0.0.1:{plain_port}/v1")]
+
+
 def test_tls_tunnels_and_resends_on_uvloop(monkeypatch, clean_proxy_env, forward_proxy):
     """The gateway runs on uvloop (gateway/daphne_main.py): start_tls through a tunnel, the
     socket poll and the idle-bytes check behave the same there."""
@@ -612,5 +667,7 @@ def test_tls_tunnels_and_resends_on_uvloop(monkeypatch, clean_proxy_env, forward
     test_a_parting_408_on_an_idle_connection_is_not_taken_for_the_next_answer()
     test_a_pooled_connection_found_closed_before_writing_is_replaced_and_counted(monkeypatch)
     test_a_request_the_upstream_may_have_received_is_never_resent()
-    test_https_proxy_from_the_environment_tunnels_with_connect_and_tls_is_verified(clean_proxy_env, forward_proxy)
+    test_https_proxy_from_the_environment_tunnels_with_connect_and_tls_is_verified(clean_proxy_env,
+                                                                                   forward_proxy)
     test_a_proxy_refusing_the_credentials_is_a_connect_error(clean_proxy_env)
+    test_an_https_proxy_is_verified_and_carries_tunnels_and_plain_requests(clean_proxy_env)

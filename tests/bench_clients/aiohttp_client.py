@@ -86,7 +86,8 @@ class _Connector(aiohttp.TCPConnector):
                 return conn
             # should_close: bytes arrived while idle (a server's parting "408 Request Timeout"),
             # which aiohttp would otherwise read as the answer to the next request
-            if not conn.protocol.should_close and (idle_for < _POLL_AFTER_IDLE or not _dropped(conn.protocol)):
+            if not conn.protocol.should_close and (idle_for < _POLL_AFTER_IDLE
+                                                   or not _dropped(conn.protocol)):
                 return conn
             counter = _resends.get()
             if counter is not None:

@@ -164,3 +164,21 @@ providers:
     type: openai
     proxy: proxy.corp.example:3128
 """))
+
+
+def test_health_probes_and_model_discovery_go_through_the_provider_proxy(fake_openai, forward_proxy):
+    """Off the hot path too (httpx): the provider's proxy, and its CA bundle (unreadable:
+    a failed probe with the reason, a discovery error, never a crash)."""
+    from providers.discovery import DiscoveryError, discover
+    from routing.health import probe_provider
+
+    upstream = world.provider(fake_openai.url + "/v1", proxy=forward_proxy.url)
+    assert probe_provider(upstream, kind="models").ok
+    assert [d.model_id for d in discover(upstream)]
+    assert forward_proxy.seen == [("GET", fake_openai.url + "/v1/models")] * 2
+
+    broken = world.provider("https://localhost:9/v1", ca_bundle="/nonexistent/ca.pem")
+    result = probe_provider(broken, kind="models")
+    assert result.ok is False and "FileNotFoundError" in result.error
+    with pytest.raises(DiscoveryError, match="FileNotFoundError"):
+        discover(broken)

@@ -16,8 +16,11 @@ from urllib.parse import urlsplit
 
 
 class ForwardProxy:
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, credentials: tuple[str, str] | None = None, ssl_context=None,
+                 host: str = "127.0.0.1") -> None:
         self.credentials = credentials
+        self.ssl_context = ssl_context  # set: an https:// proxy (TLS between client and proxy)
+        self.host = host  # the name in `url` (a TLS proxy's certificate names it)
         self.seen: list[tuple[str, str]] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -25,9 +28,10 @@ class ForwardProxy:
 
     @property
     def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
         if self.credentials:
-            return f"http://{self.credentials[0]}:{self.credentials[1]}@127.0.0.1:{self.port}"
-        return f"http://127.0.0.1:{self.port}"
+            return f"{scheme}://{self.credentials[0]}:{self.credentials[1]}@{self.host}:{self.port}"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> "ForwardProxy":
         threading.Thread(target=self._run, daemon=True).start()
@@ -45,7 +49,8 @@ class ForwardProxy:
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
-        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port,
+                                                                         ssl=self.ssl_context))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
