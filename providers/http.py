@@ -1,23 +1,25 @@
 """All outbound HTTP of the proxy hot path goes through here: one pooled client per
-process and event loop (providers/upstream_client.py: aiohttp's client, keep-alive
-pools per upstream origin, proxy and TLS context).
+process and event loop (providers/upstream_client.py: the hand-written HTTP/1.1 client on
+httptools, keep-alive pools per upstream origin, proxy and CA bundle).
 httpx stays the client for everything off the hot path (health probes, model
-discovery, tests).
+discovery, tests); `httpx_options` gives it a provider's proxy and CA bundle.
 
-Why aiohttp's client and not the hand-written HTTP/1.1 client this replaced (issue 17,
-measured in one run on the benchmark rig, A/B alternating, README "Performance"):
-- Gateway CPU per non-stream request: the hand-written client was ahead, aiohttp/builtin
-  per round 1.13-1.71 (median 1.62; an earlier run 1.48) on a machine loaded by other jobs.
-- Gateway CPU per 50-token stream: no lead, 0.68-1.37 (median 1.04; translated streams
-  median 0.92): aiohttp's C parser and stream reader cost no more per chunk. Coding agents
-  stream nearly every request.
-- The client alone (python -m tests.bench_client): aiohttp ~0.17-0.28 ms of CPU per request,
-  hand-written ~0.05-0.07 ms; the ~0.2 ms is aiohttp's per-request objects (ClientRequest,
-  ClientResponse, payload, writer, multidicts, timers) and the garbage collection they cause,
-  not how the library was configured: the pre-issue-17 configuration measures the same.
-The hand-written client is not >= 15% ahead on every kind of request, and the library brings
-what it lacked: HTTPS_PROXY/NO_PROXY and per-provider proxies (CONNECT tunnels, proxy auth),
-HTTP semantics maintained by others. Revisit if non-streaming traffic dominates.
+Why the hand-written client and not aiohttp's (issue 17's rule: the library unless the
+hand-written client stays >= 15% ahead in gateway CPU per request). Measured in one run of
+the rig, one Daphne process per client, 8 rounds alternating A/B, B/A, aiohttp configured
+for the hot path (tests/bench_clients/aiohttp_client.py; README "Performance"):
+- gateway CPU per non-stream request, aiohttp / hand-written per round: 0.85-2.14, median 1.33;
+- per 50-token stream: 1.04-1.64, median 1.19; per translated stream 0.88-1.70, median 1.28
+  (an earlier run, before the read timer stopped re-arming per chunk and chunks were joined
+  per read: streams 0.77-1.05, median 0.94; non-stream median 1.30);
+- the client alone (python -m tests.bench_client): 0.06-0.08 ms of CPU per request against
+  0.19-0.29 ms for aiohttp's client: aiohttp's per-request objects (ClientRequest,
+  ClientResponse, payload, writer, multidicts, timers) and the garbage they make.
+What the library had and this client lacked (proxies, CONNECT tunnels, proxy auth,
+NO_PROXY, CA bundles, no POST re-sent once written) it now has, tested against a
+forward proxy on loopback (tests/test_upstream_client.py, tests/e2e/test_upstream_proxy.py).
+It still has no HTTP/2 and no SOCKS proxies. Re-measure with
+`python -m tests.bench --clients builtin,aiohttp --rounds 8 --translated`.
 """
 
 from __future__ import annotations
