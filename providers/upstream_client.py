@@ -244,8 +244,12 @@ class _Tunnel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if b"\r\n\r\n" in self.buffer and not self.head.done():
+        if self.head.done():
+            return
+        if b"\r\n\r\n" in self.buffer:
             self.head.set_result(self.buffer)
+        elif len(self.buffer) > 65536:
+            self.head.set_exception(UpstreamConnectError("the proxy's answer to CONNECT has no end"))
 
     def connection_lost(self, exc) -> None:
         if not self.head.done():
@@ -256,9 +260,12 @@ class _Proxy:
     __slots__ = ("host", "port", "tls", "authorization", "url")
 
     def __init__(self, url: str) -> None:
+        if "://" not in url:  # HTTPS_PROXY=proxy.corp:3128, as curl and requests read it
+            url = "http://" + url
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"unsupported proxy URL (http:// or https:// expected): {url!r}")
+            shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never the credentials
+            raise ValueError(f"unsupported proxy {shown} (http:// or https:// expected)")
         self.url = url
         self.host = parts.hostname
         self.tls = parts.scheme == "https"

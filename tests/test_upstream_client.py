@@ -671,3 +671,25 @@ def test_tls_tunnels_and_resends_on_uvloop(monkeypatch, clean_proxy_env, forward
                                                                                    forward_proxy)
     test_a_proxy_refusing_the_credentials_is_a_connect_error(clean_proxy_env)
     test_an_https_proxy_is_verified_and_carries_tunnels_and_plain_requests(clean_proxy_env)
+
+
+def test_proxy_urls_without_a_scheme_are_http_and_unsupported_ones_do_not_show_credentials(clean_proxy_env,
+                                                                                         forward_proxy):
+    clean_proxy_env.setenv("HTTP_PROXY", f"127.0.0.1:{forward_proxy.port}")  # as curl reads it
+
+    async def main():
+        async with RawServer(ok_handler()) as server:
+            client = Client()
+            url = f"http://127.0.0.1:{server.port}/v1"
+            response = await client.request("POST", url, {}, b"{}", connect_timeout=2, read_timeout=2)
+            assert await response.read() == b"ok"
+            response.close()
+            with pytest.raises(UpstreamConnectError, match="socks5://proxy.corp:1080") as refused:
+                await client.request("POST", url, {}, b"{}", connect_timeout=2, read_timeout=2,
+                                     proxy="socks5://team:s3cret@proxy.corp:1080")
+            assert "s3cret" not in str(refused.value)
+            await client.close()
+            return url
+
+    url = run(main())
+    assert forward_proxy.seen == [("POST", url)]
