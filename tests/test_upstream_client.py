@@ -2,8 +2,8 @@
 answer byte for byte what each test needs.
 
 JUNCTION_TEST_UPSTREAM_CLIENT=aiohttp runs the same tests against the aiohttp client kept
-for the A/B benchmark (tests/bench_clients/aiohttp_client.py); it fails the two tests through
-an https:// proxy (aiohttp verifies a TLS proxy with the system store only, not the CA bundle)."""
+for the A/B benchmark (tests/bench_clients/aiohttp_client.py); it fails three: aiohttp verifies an https://
+proxy with the system store only (not the CA bundle) and takes no proxy URL without a scheme."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ the hot path (providers/upstream_client.py is; the decision and the figures are 
 providers/http.py and the README). Same interface as providers.upstream_client.Client;
 `python -m tests.bench_clients.aiohttp_gateway <daphne args>` runs a gateway with it
 (tests/bench.py --clients builtin,aiohttp). It passes tests/test_upstream_client.py
-(JUNCTION_TEST_UPSTREAM_CLIENT=aiohttp) except the two through an https:// proxy, which
-aiohttp verifies with the system store only. Configuration that matters for CPU per request:
+(JUNCTION_TEST_UPSTREAM_CLIENT=aiohttp) but three: an https:// proxy is verified with the
+system store only, a proxy URL needs a scheme. Configuration that matters for CPU per request:
 - one ClientSession and one TCPConnector per process and event loop (pooled keep-alive
   connections per origin, proxy and TLS context);
 - ClientTimeout objects are frozen and cached per (connect, read) pair, URL objects per
