@@ -39,7 +39,7 @@ from .snapshot import DEFAULT_ROUTE
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PROVIDER_FIELDS = ("base_url", "region", "api_version", "aws_access_key_id", "aws_profile",
                    "connect_timeout", "first_token_timeout", "total_timeout", "enabled", "extra_headers",
-                   "wire_api")
+                   "wire_api", "proxy", "ca_bundle")
 SECRET_FIELDS = ("api_key", "aws_secret_access_key")
 PRICE_FIELDS = ("input_price", "output_price", "cache_read_price", "cache_write_price")
 

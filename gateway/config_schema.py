@@ -21,6 +21,7 @@ def _schema() -> dict:
         "base_url": STRING, "api_key": STRING, "region": STRING, "api_version": STRING,
         "aws_access_key_id": STRING, "aws_secret_access_key": STRING, "aws_profile": STRING,
         "wire_api": Enum(("auto", "chat", "responses")), "extra_headers": MapOf(STRING),
+        "proxy": STRING, "ca_bundle": STRING,
         "connect_timeout": NUMBER, "first_token_timeout": NUMBER, "total_timeout": NUMBER, "enabled": BOOL,
         "models": ListOf(Either(STRING, model)),
     }

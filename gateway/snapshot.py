@@ -85,7 +85,8 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
                 aws_profile=p.aws_profile,
                 extra_headers=tuple((str(k), str(v)) for k, v in (p.extra_headers or {}).items()),
                 connect_timeout=p.connect_timeout, first_token_timeout=p.first_token_timeout,
-                total_timeout=p.total_timeout, wire_api=p.wire_api, models=models)
+                total_timeout=p.total_timeout, wire_api=p.wire_api, proxy=p.proxy, ca_bundle=p.ca_bundle,
+                models=models)
 
         routes = {r.name: route_info(r) for r in routes_for_snapshot()}
         _price_unlisted_models(providers, routes)

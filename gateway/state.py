@@ -92,7 +92,7 @@ class Gateway:
         await self.cluster.stop()
         await self.limits.stop()
         if self.upstream is not None:
-            self.upstream.close()  # idle connections; a request still in flight finishes
+            await self.upstream.close()  # idle connections; a request still in flight finishes
         # Joins the writer thread and flushes: off the event loop.
         await asyncio.to_thread(self.recorder.close)
         log.info("gateway stopped")

@@ -73,6 +73,7 @@ class ProviderAdmin(admin.ModelAdmin):
         ("Credentials", {"fields": ("api_key", "clear_api_key", "aws_access_key_id", "aws_secret_access_key",
                                     "clear_aws_secret_access_key", "aws_profile", "region", "api_version")}),
         ("Behaviour", {"fields": ("wire_api", "extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
+        ("Network", {"fields": ("proxy", "ca_bundle")}),
     )
 
     def save_model(self, request, obj, form, change):

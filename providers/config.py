@@ -38,6 +38,8 @@ class ProviderInfo:
     first_token_timeout: float = 60.0
     total_timeout: float = 600.0
     wire_api: str = "auto"  # openai/azure: auto | chat | responses (see providers.models.Provider)
+    proxy: str = ""  # "": HTTPS_PROXY/HTTP_PROXY/NO_PROXY; a proxy URL; "direct" (providers.models.Provider)
+    ca_bundle: str = ""  # PEM file of the CAs to trust instead of the system's
     models: dict[str, ModelInfo] = field(default_factory=dict)
 
     def model_info(self, model_id: str) -> ModelInfo | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from .http import httpx_options
 from .models import Provider, ProviderType
 from .pricing import FREE, Price, lookup
 
@@ -61,8 +62,9 @@ def price_for(provider: Provider, found: Discovered) -> Price | None:
 def _get(provider: Provider, url: str, headers: dict, params: dict | None = None) -> dict:
     headers = {**headers, **{str(k): str(v) for k, v in (provider.extra_headers or {}).items()}}
     try:
-        response = httpx.get(url, headers=headers, params=params, timeout=TIMEOUT, follow_redirects=True)
-    except httpx.HTTPError as exc:
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=True, **httpx_options(provider)) as client:
+            response = client.get(url, headers=headers, params=params)
+    except (httpx.HTTPError, OSError) as exc:  # OSError: the provider's CA bundle is unreadable
         raise DiscoveryError(f"could not reach {url}: {type(exc).__name__}: {exc}") from None
     if response.status_code >= 400:
         raise DiscoveryError(f"{url} answered HTTP {response.status_code}: {response.text[:300]}")

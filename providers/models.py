@@ -46,6 +46,14 @@ class Provider(models.Model):
         help_text="openai/azure: which OpenAI API the server speaks. auto: chat completions for chat clients, "
                   "the Responses API for Responses clients; chat: the server has no /v1/responses (translate); "
                   "responses: send everything to /v1/responses (Responses-only models).")
+    proxy = models.CharField(
+        max_length=500, blank=True,
+        help_text="Empty: the HTTPS_PROXY / HTTP_PROXY / NO_PROXY environment of the gateway. A proxy URL "
+                  "(http://[user:pass@]host:port) for this provider only, or `direct` for never a proxy.")
+    ca_bundle = models.CharField(
+        max_length=500, blank=True,
+        help_text="Path to a PEM file of the CA certificates to trust for this provider instead of the "
+                  "system's (a private CA). TLS is always verified.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -55,6 +63,15 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        super().clean()
+        proxy = self.proxy.strip()
+        if proxy and proxy != "direct" and not proxy.startswith(("http://", "https://")):
+            raise ValidationError({"proxy": "a proxy URL (http://[user:pass@]host:port), `direct`, or empty for "
+                                            "the HTTPS_PROXY / HTTP_PROXY / NO_PROXY environment"})
 
     def effective_base_url(self) -> str:
         if not self.base_url and self.type == ProviderType.OLLAMA and os.environ.get("OLLAMA_HOST"):

@@ -67,8 +67,17 @@ def _send(provider, request, client: httpx.Client | None) -> ProbeResult:
         reason = "bedrock providers are not probed" if provider.type == "bedrock" else "no base URL configured"
         return ProbeResult(None, error=reason)
     method, url, headers, body = request
-    own = client is None
-    client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+    options = {}
+    if getattr(provider, "proxy", "") or getattr(provider, "ca_bundle", ""):
+        from providers.http import httpx_options
+
+        try:  # the shared client has neither: this provider gets its own
+            options = httpx_options(provider)
+        except OSError as exc:
+            return ProbeResult(False, None, None,
+                               f"CA bundle {provider.ca_bundle}: {type(exc).__name__}: {exc}")
+    own = client is None or bool(options)
+    client = httpx.Client(timeout=TIMEOUT, follow_redirects=False, **options) if own else client
     started = time.perf_counter()
     try:
         response = client.request(method, url, headers=headers, json=body)

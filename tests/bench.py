@@ -28,6 +28,12 @@ BODY = {"model": "mock", "messages": [{"role": "system", "content": "You are a c
                                       {"role": "user", "content": "Write hello world in Python."}]}
 
 
+#: upstream client -> the module that starts a gateway with it (`default`: the hot path's own,
+#: providers/upstream_client.py; `aiohttp`: tests/bench_clients/aiohttp_client.py swapped in)
+GATEWAYS = {"default": "gateway.daphne_main", "builtin": "gateway.daphne_main",
+            "aiohttp": "tests.bench_clients.aiohttp_gateway"}
+
+
 def pinned(core: int | None, cmd: list[str]) -> list[str]:
     if core is not None and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         return ["taskset", "-c", str(core)] + cmd
@@ -136,10 +142,29 @@ print(key_issue(username="bench")[1])
     return key, env
 
 
+async def measure(url: str, headers: dict, model: str, stream_model: str, args, pid: int | None) -> dict:
+    """One target's figures; `pid`: the gateway process whose CPU per request is read."""
+    out: dict = {}
+    lat = await latency(url, headers, model, False, args.requests)
+    out["c1"] = [t for t, _ in lat]
+    before = cpu_seconds(pid) if pid else 0.0
+    rps, res, err = await throughput(url, headers, model, False, 32, args.seconds)
+    out["cpu_json"] = (cpu_seconds(pid) - before) / max(1, len(res)) * 1000 if pid else None
+    out["c32"] = (rps, err)
+    before = cpu_seconds(pid) if pid else 0.0
+    srps, sres, serr = await throughput(url, headers, stream_model, True, 32, args.seconds)
+    out["cpu_stream"] = (cpu_seconds(pid) - before) / max(1, len(sres)) * 1000 if pid else None
+    slat = await latency(url, headers, stream_model, True, max(200, args.requests // 4))
+    out["s32"] = (srps, serr, [f for _, f in slat])
+    return out
+
+
 async def main(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="junction-bench-"))
-    up_port, gw_port = free_port(), free_port()
+    up_port = free_port()
     procs = []
+    # One gateway process per upstream client: `--clients builtin,aiohttp` is the issue-17 A/B (README).
+    clients = args.clients.split(",")
     try:
         procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "tests.fakes.openai", str(up_port)]),
                                       cwd=ROOT, stdout=subprocess.DEVNULL))
@@ -150,74 +175,46 @@ async def main(args) -> None:
             procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "tests.fakes.anthropic",
                                                      str(anth_port)]), cwd=ROOT, stdout=subprocess.DEVNULL))
             anth_url = f"http://127.0.0.1:{anth_port}"
-        key, env = setup_gateway(tmp, upstream, gw_port, anth_url)
-        procs.append(subprocess.Popen(pinned(0, [sys.executable, "-m", "gateway.daphne_main", "-b", "127.0.0.1", "-p",
-                                                 str(gw_port), "--verbosity", "0", "gateway.asgi:application"]),
-                                      cwd=ROOT, env=env))
-        gateway = f"http://127.0.0.1:{gw_port}"
+        key, env = setup_gateway(tmp, upstream, 0, anth_url)
+        gateways = {}  # client name -> (url, pid): one Daphne process per upstream client, same database
+        for name in clients:
+            port = free_port()
+            if name not in GATEWAYS:
+                raise SystemExit(f"unknown client {name} (one of {', '.join(GATEWAYS)})")
+            proc = subprocess.Popen(pinned(0, [sys.executable, "-m", GATEWAYS[name], "-b", "127.0.0.1",
+                                               "-p", str(port), "--verbosity", "0", "gateway.asgi:application"]),
+                                    cwd=ROOT, env=env)
+            procs.append(proc)
+            gateways[name] = (f"http://127.0.0.1:{port}", proc.pid)
         await wait_up(upstream + "/v1/models")
-        await wait_up(gateway + "/health/live")
+        for url, _ in gateways.values():
+            await wait_up(url + "/health/live")
         os.sched_setaffinity(0, {1}) if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1 else None
 
         direct_h = {"content-type": "application/json", "authorization": "Bearer sk-x"}
         gw_h = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-        targets = [("direct", upstream + "/v1/chat/completions", direct_h, "mock"),
-                   ("gateway", gateway + "/v1/chat/completions", gw_h, "fake")]
         tok = "mock:tokens=50"
-        rows = []
-        c1, c32, s32 = {}, {}, {}
-        gateway_pid = procs[-1].pid
-        cpu = {}
-        for name, url, headers, model in targets:
-            lat = await latency(url, headers, model, False, args.requests)
-            c1[name] = [t for t, _ in lat]
-            before = cpu_seconds(gateway_pid)
-            rps, res, err = await throughput(url, headers, model, False, 32, args.seconds)
-            if name == "gateway":
-                cpu["json"] = (cpu_seconds(gateway_pid) - before) / max(1, len(res)) * 1000
-            c32[name] = (rps, err)
-            smodel = tok if name == "direct" else f"fake/{tok}"
-            before = cpu_seconds(gateway_pid)
-            srps, sres, serr = await throughput(url, headers, smodel, True, 32, args.seconds)
-            if name == "gateway":
-                cpu["stream"] = (cpu_seconds(gateway_pid) - before) / max(1, len(sres)) * 1000
-            slat = await latency(url, headers, smodel, True, max(200, args.requests // 4))
-            s32[name] = (srps, serr, [f for _, f in slat])
-        if anth_url:
-            url = gateway + "/v1/chat/completions"
-            before = cpu_seconds(gateway_pid)
-            srps, sres, serr = await throughput(url, gw_h, f"fake-anthropic/{tok}", True, 32, args.seconds)
-            cpu["translated"] = (cpu_seconds(gateway_pid) - before) / max(1, len(sres)) * 1000
-            slat = await latency(url, gw_h, f"fake-anthropic/{tok}", True, max(200, args.requests // 4))
-            s32["translated"] = (srps, serr, [f for _, f in slat])
-
-        d, g = c1["direct"], c1["gateway"]
-        rows.append(("non-stream c=1 p50 latency (ms)", f"{pct(d, 50):.2f}", f"{pct(g, 50):.2f}",
-                     f"+{pct(g, 50) - pct(d, 50):.2f} ms"))
-        rows.append(("non-stream c=1 p99 latency (ms)", f"{pct(d, 99):.2f}", f"{pct(g, 99):.2f}",
-                     f"+{pct(g, 99) - pct(d, 99):.2f} ms"))
-        rows.append(("non-stream c=32 (req/s)", f"{c32['direct'][0]:.0f}", f"{c32['gateway'][0]:.0f}",
-                     f"errors: {c32['gateway'][1]}"))
-        rows.append(("stream 50 tok c=32 (streams/s)", f"{s32['direct'][0]:.0f}", f"{s32['gateway'][0]:.0f}",
-                     f"errors: {s32['gateway'][1]}"))
-        fd, fg = s32["direct"][2], s32["gateway"][2]
-        rows.append(("stream c=1 time to first byte p50 (ms)", f"{pct(fd, 50):.2f}", f"{pct(fg, 50):.2f}",
-                     f"+{pct(fg, 50) - pct(fd, 50):.2f} ms"))
-        if "translated" in s32:
-            rps, err, ft = s32["translated"]
-            rows.append(("translated OpenAI→Anthropic stream c=32 (streams/s)", "-", f"{rps:.0f}",
-                         f"errors: {err}"))
-            rows.append(("translated stream c=1 first byte p50 (ms)", "-", f"{pct(ft, 50):.2f}",
-                         f"+{pct(ft, 50) - pct(fd, 50):.2f} ms vs direct OpenAI"))
-        rows.append(("gateway CPU per non-stream request (ms)", "-", f"{cpu['json']:.2f}", "Daphne included"))
-        rows.append(("gateway CPU per 50-token stream (ms)", "-", f"{cpu['stream']:.2f}", "Daphne included"))
-        if "translated" in cpu:
-            rows.append(("gateway CPU per translated stream (ms)", "-", f"{cpu['translated']:.2f}", ""))
-        width = max(len(r[0]) for r in rows)
-        print(f"\n{'measure'.ljust(width)} | direct | gateway | note")
-        print(f"{'-' * width}-|--------|---------|-----")
-        for r in rows:
-            print(f"{r[0].ljust(width)} | {r[1]:>6} | {r[2]:>7} | {r[3]}")
+        results: dict[str, list[dict]] = {"direct": []}
+        for name in clients:
+            results[name] = []
+        for rnd in range(args.rounds):
+            # Alternate the order (A/B, then B/A) so drift on a noisy machine hits both alike.
+            order = clients if rnd % 2 == 0 else clients[::-1]
+            results["direct"].append(await measure(upstream + "/v1/chat/completions", direct_h, "mock", tok,
+                                                   args, None))
+            for name in order:
+                url, pid = gateways[name]
+                m = await measure(url + "/v1/chat/completions", gw_h, "fake", f"fake/{tok}", args, pid)
+                if anth_url:
+                    before = cpu_seconds(pid)
+                    srps, sres, serr = await throughput(url + "/v1/chat/completions", gw_h,
+                                                        f"fake-anthropic/{tok}", True, 32, args.seconds)
+                    m["cpu_translated"] = (cpu_seconds(pid) - before) / max(1, len(sres)) * 1000
+                    slat = await latency(url + "/v1/chat/completions", gw_h, f"fake-anthropic/{tok}", True,
+                                         max(200, args.requests // 4))
+                    m["translated"] = (srps, serr, [f for _, f in slat])
+                results[name].append(m)
+        report(results, clients)
     finally:
         for p in procs:
             p.terminate()
@@ -229,9 +226,61 @@ async def main(args) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def report(results: dict[str, list[dict]], clients: list[str]) -> None:
+    """One column per target; with several rounds each cell is the range over the rounds."""
+    def cell(name: str, fn, fmt: str = "{:.2f}") -> str:
+        values = [fn(m) for m in results[name]]
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        lo, hi = min(values), max(values)
+        return fmt.format(lo) if len(values) == 1 or fmt.format(lo) == fmt.format(hi) \
+            else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+    rows = [
+        ("non-stream c=1 p50 latency (ms)", lambda m: pct(m["c1"], 50), "{:.2f}"),
+        ("non-stream c=1 p99 latency (ms)", lambda m: pct(m["c1"], 99), "{:.2f}"),
+        ("non-stream c=32 (req/s)", lambda m: m["c32"][0], "{:.0f}"),
+        ("non-stream c=32 errors", lambda m: m["c32"][1], "{:.0f}"),
+        ("stream 50 tok c=32 (streams/s)", lambda m: m["s32"][0], "{:.0f}"),
+        ("stream c=1 time to first byte p50 (ms)", lambda m: pct(m["s32"][2], 50), "{:.2f}"),
+        ("translated OpenAI→Anthropic stream c=32 (streams/s)",
+         lambda m: m["translated"][0] if "translated" in m else None, "{:.0f}"),
+        ("translated stream c=1 first byte p50 (ms)",
+         lambda m: pct(m["translated"][2], 50) if "translated" in m else None, "{:.2f}"),
+        ("gateway CPU per non-stream request (ms)", lambda m: m["cpu_json"], "{:.3f}"),
+        ("gateway CPU per 50-token stream (ms)", lambda m: m["cpu_stream"], "{:.3f}"),
+        ("gateway CPU per translated stream (ms)", lambda m: m.get("cpu_translated"), "{:.3f}"),
+    ]
+    names = ["direct"] + clients
+    heads = ["direct"] + [f"gateway ({n})" if n != "default" else "gateway" for n in names[1:]]
+    table = [[label] + [cell(n, fn, fmt) for n in names] for label, fn, fmt in rows]
+    widths = [max(len(r[i]) for r in table + [["measure"] + heads]) for i in range(len(heads) + 1)]
+    print(f"\n{len(results['direct'])} round(s); ranges are min-max over the rounds")
+    print(" | ".join(h.ljust(w) for h, w in zip(["measure"] + heads, widths)))
+    print("-|-".join("-" * w for w in widths))
+    for r in table:
+        print(" | ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
+    if len(clients) > 1:
+        # Within a round the gateways ran back to back: their ratio is steadier than the ranges.
+        base = clients[0]
+        for key, label in (("cpu_json", "non-stream"), ("cpu_stream", "stream"), ("cpu_translated", "translated")):
+            for other in clients[1:]:
+                pairs = [(a.get(key), b.get(key)) for a, b in zip(results[base], results[other])]
+                ratios = sorted(b / a for a, b in pairs if a and b)
+                if ratios:
+                    print(f"gateway CPU per {label} request, {other} / {base} per round: "
+                          + ", ".join(f"{r:.2f}" for r in ratios) + f" (median {ratios[len(ratios) // 2]:.2f})")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests for the c=1 latency")
     parser.add_argument("--translated", action="store_true", help="add the OpenAI→Anthropic translated row")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat, alternating the gateways' order")
+    parser.add_argument("--clients", default="default",
+                        help="gateways to measure, one process each: default, builtin, aiohttp "
+                             "(comma-separated)")
+
     asyncio.run(main(parser.parse_args()))

@@ -232,6 +232,8 @@ class Exchange:
             if exc.type == "bad_gateway":  # unreachable: nothing was generated (a timeout may have been)
                 ctx.billable = False
             raise
+        if response.resends:  # went out on another connection: the pooled one was found closed
+            ctx.attempts[-1]["resends"] = response.resends
         try:
             if response.status >= 400:
                 ctx.billable = False  # refused: nothing generated, nothing billed

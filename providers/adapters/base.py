@@ -94,11 +94,13 @@ class Adapter:
         """Send on `client` (the gateway's pooled upstream client, gateway.state) and
         return once response headers arrived (body not read yet). The provider's
         first-token timeout bounds the wait for the first byte and every stall after
-        it; its connect timeout bounds the connection."""
+        it; its connect timeout bounds the connection. Its `proxy` (empty: the
+        environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY) and `ca_bundle` apply."""
         try:
             response = await client.request(
                 request.method, request.url, request.headers, request.content,
-                connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout)
+                connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout,
+                proxy=provider.proxy, ca_bundle=provider.ca_bundle)
         except UpstreamTimeout as exc:
             raise GatewayError("timeout", f"upstream {provider.name} timed out ({exc})", 504,
                                retryable=True) from None
@@ -112,13 +114,16 @@ class UpstreamResponse:
     """A view of an upstream response that turns transport failures into
     GatewayErrors (retryable: the caller decides whether it may still fall back)."""
 
-    __slots__ = ("_response", "_name", "status", "headers")
+    __slots__ = ("_response", "_name", "status", "headers", "resends")
 
     def __init__(self, response: Response, name: str) -> None:
         self._response = response
         self._name = name
         self.status = response.status
-        self.headers = response.headers  # lower-case names
+        self.headers = response.headers  # case-insensitive
+        #: times the request went out on another connection because its pooled connection
+        #: was found closed before anything was written (never after: see providers/http.py)
+        self.resends = response.resends
 
     async def read(self) -> bytes:
         try:
