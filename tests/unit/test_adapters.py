@@ -33,6 +33,7 @@ class StubResponse:
                  error: Exception | None = None) -> None:
         self.status, self.headers, self._body, self._error = status, headers or {}, body, error
         self.closed = False
+        self.resends = 0  # times the client re-sent on a fresh connection (providers.upstream_client)
 
     async def read(self) -> bytes:
         if self._error:
@@ -55,9 +56,11 @@ class StubClient:
     def __init__(self, answer=None, raises: Exception | None = None) -> None:
         self.answer, self.raises, self.calls = answer, raises, []
 
-    async def request(self, method, url, headers, body, *, connect_timeout, read_timeout):
+    async def request(self, method, url, headers, body, *, connect_timeout, read_timeout, proxy="",
+                      ca_bundle=""):
         self.calls.append({"method": method, "url": url, "headers": headers, "body": body,
-                           "connect_timeout": connect_timeout, "read_timeout": read_timeout})
+                           "connect_timeout": connect_timeout, "read_timeout": read_timeout,
+                           "proxy": proxy, "ca_bundle": ca_bundle})
         if self.raises:
             raise self.raises
         return self.answer
