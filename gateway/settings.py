@@ -133,6 +133,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 300.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
+    "usage-retention": {"task": "gateway.retention.delete_old_usage", "schedule": 3600.0},
 }
 
 # --- Gateway
@@ -153,6 +154,12 @@ GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0
 # all decrypt, for rotation). Empty: derived from SECRET_KEY.
 GATEWAY_ENCRYPTION_KEYS = env.list("GATEWAY_ENCRYPTION_KEYS", default=[])
 GATEWAY_CONFIG_VERSION_FILE = DATA_DIR / "config.version"
+# SIGTERM: how long requests and streams in flight may run on before they are ended
+# (gateway.daphne_main). `serve` waits this long plus a margin for its workers.
+GATEWAY_DRAIN_SECONDS = env.float("GATEWAY_DRAIN_SECONDS", default=30.0)
+# UsageRecord rows older than this many days (and covered by the DailyUsage rollup) are
+# deleted by a beat task (gateway.retention); 0 keeps them for ever.
+GATEWAY_USAGE_RETENTION_DAYS = env.int("GATEWAY_USAGE_RETENTION_DAYS", default=0)
 
 LOGGING = {
     "version": 1,

@@ -66,6 +66,11 @@ class Gateway:
         self.events = EventPublisher()
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
+        # Graceful drain (gateway.daphne_main): `draining` once SIGTERM arrived (no new
+        # connections); `expired` once the grace period is over and the requests still in
+        # flight are being cancelled: they end in the client's format (503, or an error event).
+        self.draining = False
+        self.expired = False
         self.recorder.listeners += [observe, self.events.publish]
 
     async def start(self) -> None:

@@ -97,6 +97,10 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
         await send_json(send, status, payload, {"x-request-id": ctx.request_id})
     except (ClientGone, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError) and not ctx.disconnected:
+            if gw.expired:  # drain deadline (gateway.daphne_main): end in the client's format
+                asyncio.current_task().uncancel()
+                await _shutting_down(ctx, codec, exchange, send)
+                return
             ctx.fail(499, "cancelled", "request cancelled (server shutting down)")
             raise
         # The client went away: the upstream response was closed by the cancellation.
@@ -120,6 +124,19 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
                 gw.limits.settle(snapshot, ctx.key, float(record["cost_usd"]),
                               record["prompt_tokens"] + record["completion_tokens"])
             gw.recorder.record(record)
+
+
+async def _shutting_down(ctx: RequestContext, codec, exchange: Exchange | None, send) -> None:
+    """The drain's grace period is over: a stream gets the client format's error event,
+    a request that has not answered yet a 503; the usage row is written as for any request."""
+    error = GatewayError("overloaded", "The gateway is shutting down; retry the request.", 503,
+                         retryable=True)
+    if exchange is not None and exchange.committed:
+        await exchange._send_stream_error(error)
+        return
+    ctx.fail(error.status, error.type, error.message)
+    status, payload = codec.encode_error(error)
+    await send_json(send, status, payload, {"x-request-id": ctx.request_id})
 
 
 def _counts_upstream(plan, client_format: str) -> bool:
