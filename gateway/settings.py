@@ -129,6 +129,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(DATA_DIR / "broker/control"),  # kombu's default is ./control
     }
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_IMPORTS = ("gateway.retention",)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 300.0},
@@ -157,6 +158,8 @@ GATEWAY_CONFIG_VERSION_FILE = DATA_DIR / "config.version"
 # SIGTERM: how long requests and streams in flight may run on before they are ended
 # (gateway.daphne_main). `serve` waits this long plus a margin for its workers.
 GATEWAY_DRAIN_SECONDS = env.float("GATEWAY_DRAIN_SECONDS", default=30.0)
+# Access log on stderr, one line per request (gateway.access_log): json | text | none.
+GATEWAY_LOG_FORMAT = env.str("GATEWAY_LOG_FORMAT", default="none")
 # UsageRecord rows older than this many days (and covered by the DailyUsage rollup) are
 # deleted by a beat task (gateway.retention); 0 keeps them for ever.
 GATEWAY_USAGE_RETENTION_DAYS = env.int("GATEWAY_USAGE_RETENTION_DAYS", default=0)

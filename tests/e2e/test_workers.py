@@ -11,6 +11,7 @@ worker without Redis (issue 14: database/data-dir sharing)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -194,3 +195,38 @@ def test_a_response_stored_through_one_worker_continues_on_the_other(served, fak
     second = b.post("/v1/responses", json={"model": upstream.name, "input": "What number?",
                                            "previous_response_id": first.json()["id"]}, headers=headers)
     assert second.status_code == 200, second.text
+
+
+def test_serve_restarts_a_crashed_worker_and_logs_each_request_as_json(fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    key = world.alice_key()
+    server = ServeProcess(["--workers", "2", "--no-celery", "--log-format", "json"])
+    try:
+        r = httpx.post(server.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                       json={"model": upstream.name, "messages": CHAT})
+        assert r.status_code == 200
+        request_id = r.headers["x-request-id"]
+        deadline = time.time() + 5
+        while request_id not in server.logs() and time.time() < deadline:
+            time.sleep(0.1)
+        [line] = [line for line in server.logs().splitlines() if request_id in line]
+        entry = json.loads(line)
+        assert entry["user"] == "alice" and entry["key_prefix"] and key.startswith(entry["key_prefix"])
+        assert (entry["provider"], entry["model"], entry["status"], entry["completion_tokens"]) == \
+            (upstream.name, "mock", 200, 7)
+        assert key not in server.logs()
+
+        crashed = server.workers()[0]
+        os.kill(crashed, signal.SIGKILL)
+        deadline = time.time() + 15
+        while time.time() < deadline and (crashed in server.workers() or len(server.workers()) < 2):
+            time.sleep(0.2)
+        assert len(server.workers()) == 2 and crashed not in server.workers()
+        assert f"(pid {crashed}) exited with -9; restarting in 1 s" in server.logs()
+        deadline = time.time() + 15
+        seen = set()
+        while time.time() < deadline and len(seen) < 2:  # both workers serve again
+            seen.add(worker_of(httpx.post(server.url + "/v1/chat/completions", json={})))
+        assert len(seen) == 2
+    finally:
+        assert server.stop() == 0
