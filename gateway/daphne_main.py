@@ -41,6 +41,13 @@ def _start(cli) -> None:
 
     def started(_):
         _tune_gc()
+        if os.environ.get("GATEWAY_LATENCY_DIAG") == "1":
+            from gateway.server_tuning import PauseStats
+
+            stats = PauseStats()
+            stats.install(gateway)
+            reactor.addSystemEventTrigger("after", "shutdown",
+                                          lambda: log.warning("pauses: %s", stats.report()))
         drain = Drain(cli.server, gateway)
         for sig in (signal.SIGTERM, signal.SIGINT):
             twisted_loop.add_signal_handler(sig, drain.signalled)

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -175,7 +176,7 @@ async def main(args) -> None:
             rps, res, err = await throughput(url, headers, model, False, 32, args.seconds)
             if name == "gateway":
                 cpu["json"] = (cpu_seconds(gateway_pid) - before) / max(1, len(res)) * 1000
-            c32[name] = (rps, err)
+            c32[name] = (rps, err, [t for t, _ in res])
             smodel = tok if name == "direct" else f"fake/{tok}"
             before = cpu_seconds(gateway_pid)
             srps, sres, serr = await throughput(url, headers, smodel, True, 32, args.seconds)
@@ -198,6 +199,10 @@ async def main(args) -> None:
                      f"+{pct(g, 99) - pct(d, 99):.2f} ms"))
         rows.append(("non-stream c=32 (req/s)", f"{c32['direct'][0]:.0f}", f"{c32['gateway'][0]:.0f}",
                      f"errors: {c32['gateway'][1]}"))
+        d32, g32 = c32["direct"][2], c32["gateway"][2]
+        rows.append(("non-stream c=32 p50 latency (ms)", f"{pct(d32, 50):.2f}", f"{pct(g32, 50):.2f}", ""))
+        rows.append(("non-stream c=32 p99 latency (ms)", f"{pct(d32, 99):.2f}", f"{pct(g32, 99):.2f}",
+                     f"{pct(g32, 99) / pct(d32, 99):.1f}x the upstream's"))
         rows.append(("stream 50 tok c=32 (streams/s)", f"{s32['direct'][0]:.0f}", f"{s32['gateway'][0]:.0f}",
                      f"errors: {s32['gateway'][1]}"))
         fd, fg = s32["direct"][2], s32["gateway"][2]
@@ -218,6 +223,12 @@ async def main(args) -> None:
         print(f"{'-' * width}-|--------|---------|-----")
         for r in rows:
             print(f"{r[0].ljust(width)} | {r[1]:>6} | {r[2]:>7} | {r[3]}")
+        if args.workers:
+            for p in procs[1:]:  # free the cores for the scaling runs; the fake upstreams stay
+                if p.args[-1] == "gateway.asgi:application":
+                    p.terminate()
+                    p.wait(10)
+            await scaling(args, env, gw_h, upstream)
     finally:
         for p in procs:
             p.terminate()
@@ -229,9 +240,48 @@ async def main(args) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def scaling(args, env: dict, headers: dict, upstream: str) -> None:
+    """1 worker vs. N workers of `manage.py serve` (one socket), side by side in one run,
+    alternating (1, N, 1, N, ...) so that drift in the machine's load hits both alike.
+    No pinning: the workers, the fake upstream and this load generator share every core,
+    so on a small machine the ratio understates what N cores give a gateway alone."""
+    results: dict[int, list[tuple[float, float, float]]] = {1: [], args.workers: []}
+    for _ in range(args.rounds):
+        for workers in results:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-celery", "--host", "127.0.0.1",
+                                     "--port", str(port), "--workers", str(workers)], cwd=ROOT, env=env,
+                                    stdout=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                await wait_up(url + "/health/live")
+                await asyncio.sleep(1)
+                rps, res, err = await throughput(url + "/v1/chat/completions", headers, "fake", False,
+                                                 args.concurrency, args.seconds)
+                lat = [t for t, _ in res]
+                results[workers].append((rps, pct(lat, 50), pct(lat, 99)))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+    print(f"\nworkers (manage.py serve --workers; non-stream, c={args.concurrency}, {args.rounds} rounds "
+          f"alternated, {os.cpu_count()} cores shared with the load generator and the fake upstream)")
+    print("workers | req/s (median, range) | p50 ms | p99 ms")
+    median = {}
+    for workers, runs in results.items():
+        rates = sorted(r[0] for r in runs)
+        median[workers] = rates[len(rates) // 2]
+        print(f"{workers:>7} | {median[workers]:>6.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) | "
+              f"{sorted(r[1] for r in runs)[len(runs) // 2]:>6.2f} | {sorted(r[2] for r in runs)[len(runs) // 2]:>6.2f}")
+    print(f"ratio {args.workers} / 1 workers: {median[args.workers] / median[1]:.2f}x")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests for the c=1 latency")
     parser.add_argument("--translated", action="store_true", help="add the OpenAI→Anthropic translated row")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also compare `serve --workers 1` with `--workers N` (throughput, latency, ratio)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of the workers comparison")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections for the workers comparison")
     asyncio.run(main(parser.parse_args()))
