@@ -65,6 +65,9 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # The usage writer thread holds the GIL for tens of ms of CPU per batch; a shorter
+    # switch interval hands it back to the event loop sooner (1 ms instead of 5 ms).
+    sys.setswitchinterval(float(os.environ.get("GATEWAY_SWITCH_INTERVAL_MS", "1")) / 1000)
 
 
 class Drain:

@@ -56,10 +56,12 @@ class PauseStats:
         flush = gw.recorder.flush
 
         def timed_flush():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             written = flush()
-            if written:
+            if written:  # wall time, and the writer thread's CPU time: about its time holding the GIL
                 self.pauses.setdefault("usage flush", []).append(time.perf_counter() - started)
+                self.pauses.setdefault("usage flush CPU", []).append(time.thread_time() - cpu)
+                self.pauses.setdefault("usage rows per flush", []).append(written / 1000)
             return written
 
         gw.recorder.flush = timed_flush
