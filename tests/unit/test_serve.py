@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from django.conf import settings
 from django.test import override_settings
 
@@ -18,6 +20,7 @@ def test_embedded_profile_defaults_to_one_worker():
         assert default_workers() == 1
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_scaled_profile_defaults_to_one_worker_per_core():
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         assert default_workers() == (os.cpu_count() or 1)
