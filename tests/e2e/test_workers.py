@@ -12,6 +12,8 @@ worker without Redis (issue 14: database/data-dir sharing)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 import os
 import signal
 import subprocess
@@ -197,7 +199,7 @@ def test_a_response_stored_through_one_worker_continues_on_the_other(served, fak
     assert second.status_code == 200, second.text
 
 
-def test_serve_restarts_a_crashed_worker_and_logs_each_request_as_json(fake_openai):
+def test_serve_spreads_connections_restarts_a_crashed_worker_and_logs_json(fake_openai):
     upstream = world.provider(fake_openai.url + "/v1")
     key = world.alice_key()
     server = ServeProcess(["--workers", "2", "--no-celery", "--log-format", "json"])
@@ -215,6 +217,15 @@ def test_serve_restarts_a_crashed_worker_and_logs_each_request_as_json(fake_open
         assert (entry["provider"], entry["model"], entry["status"], entry["completion_tokens"]) == \
             (upstream.name, "mock", 200, 7)
         assert key not in server.logs()
+
+        # A burst of keep-alive connections is spread over the workers (SO_REUSEPORT), not all
+        # accepted by whichever worker woke first.
+        clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(32)]
+        with ThreadPoolExecutor(32) as pool:
+            spread = Counter(pool.map(lambda c: worker_of(c.post("/v1/chat/completions", json={})), clients))
+        for client in clients:
+            client.close()
+        assert len(spread) == 2 and min(spread.values()) >= 4, spread
 
         crashed = server.workers()[0]
         os.kill(crashed, signal.SIGKILL)

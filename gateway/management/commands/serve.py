@@ -1,10 +1,13 @@
 """Run the gateway: N Daphne worker processes on one listening socket, plus a Celery
 worker with the one beat, all supervised. SIGTERM / Ctrl-C drains and stops them all.
 
-The socket is bound here and inherited by every worker (Daphne's `--fd`): the kernel
-hands each new connection to whichever worker accepts first, and a worker that stops
-(drain, crash) leaves the connections still queued to the others. A worker that exits
-unexpectedly is restarted after a backoff that doubles while it keeps failing.
+The listening sockets are bound here and inherited by the workers (Daphne's `--fd`).
+With SO_REUSEPORT (Linux) each worker slot has its own socket on the one port and the
+kernel spreads new connections over them; one socket shared by all would not: the
+first worker to wake accepts every connection waiting (Twisted accepts up to 100 per
+wake-up), so a burst of keep-alive connections all landed on one worker. A restarted
+worker takes over its slot's socket, whose queued connections wait for it. A worker
+that exits unexpectedly is restarted after a backoff that doubles while it keeps failing.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ def sharing_note(workers: int) -> str:
             f"(set REDIS_URL to share them).")
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -117,17 +122,22 @@ class Command(BaseCommand):
         workers = workers or default_workers()
         if workers < 1:
             raise CommandError("--workers must be at least 1")
-        sock = listening_socket(host, port)
-        port = sock.getsockname()[1]  # --port 0: a free port
-        fd = sock.fileno()
-        daphne = [sys.executable, "-m", "gateway.daphne_main", "--fd", str(fd), "--verbosity", "0",
-                  "--proxy-headers"]
-        if access_log:
-            daphne += ["--access-log", access_log]
-        daphne.append("gateway.asgi:application")
+        reuse_port = workers > 1 and hasattr(socket, "SO_REUSEPORT")
+        sockets = [listening_socket(host, port, reuse_port)]
+        port = sockets[0].getsockname()[1]  # --port 0: a free port
+        while reuse_port and len(sockets) < workers:
+            sockets.append(listening_socket(host, port, reuse_port))
         if log_format:
             os.environ["GATEWAY_LOG_FORMAT"] = log_format  # inherited by the workers
-        children = [Child(f"worker {i + 1}", daphne, (fd,)) for i in range(workers)]
+        children = []
+        for i in range(workers):
+            fd = sockets[i % len(sockets)].fileno()
+            daphne = [sys.executable, "-m", "gateway.daphne_main", "--fd", str(fd), "--verbosity", "0",
+                      "--proxy-headers"]
+            if access_log:
+                daphne += ["--access-log", access_log]
+            daphne.append("gateway.asgi:application")
+            children.append(Child(f"worker {i + 1}", daphne, (fd,)))
         if not no_celery:
             # `--beat` in this one Celery process: exactly one beat per host.
             children.append(Child("celery", [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--beat",
@@ -151,7 +161,8 @@ class Command(BaseCommand):
                     child.check(self.stderr.write)
                 time.sleep(0.2)
         finally:
-            sock.close()  # the workers hold their own copies until they stop listening
+            for sock in sockets:
+                sock.close()  # the workers hold their own copies until they stop listening
             deadline = time.monotonic() + settings.GATEWAY_DRAIN_SECONDS + 15
             if not signals:  # left the loop on an error: stop the children as on SIGTERM
                 for child in children:
