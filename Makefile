@@ -46,7 +46,7 @@ lint: dev-venv
 
 ## Gateway vs. direct upstream, same run (see tests/bench.py).
 bench: dev-venv
-	$(PY) -m tests.bench --seconds 5 --requests 1000 --translated
+	$(PY) -m tests.bench --seconds 5 --requests 1000 --translated --workers $$(nproc) --rounds 3
 
 clean:
 	rm -rf $(VENV) data

@@ -157,3 +157,48 @@ try:
     _install_limits()
 except ImportError:  # not running under Twisted
     pass
+
+
+class PauseStats:
+    """GATEWAY_LATENCY_DIAG=1 (gateway.daphne_main): what stops the event loop, measured in
+    the serving process and logged at shutdown: garbage-collection pauses per generation
+    and the usage writer's flushes (a thread that holds the GIL for much of its batch)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[str, list[float]] = {}
+        self._gc_started = 0.0
+
+    def _gc(self, phase: str, info: dict) -> None:
+        import time
+
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.pauses.setdefault(f"gc gen {info['generation']}", []).append(time.perf_counter()
+                                                                               - self._gc_started)
+
+    def install(self, gw) -> None:
+        import gc
+        import time
+
+        gc.callbacks.append(self._gc)
+        flush = gw.recorder.flush
+
+        def timed_flush():
+            started, cpu = time.perf_counter(), time.thread_time()
+            written = flush()
+            if written:  # wall time, and the writer thread's CPU time: about its time holding the GIL
+                self.pauses.setdefault("usage flush", []).append(time.perf_counter() - started)
+                self.pauses.setdefault("usage flush CPU", []).append(time.thread_time() - cpu)
+                self.pauses.setdefault("usage rows per flush", []).append(written / 1000)
+            return written
+
+        gw.recorder.flush = timed_flush
+
+    def report(self) -> str:
+        lines = []
+        for name, values in sorted(self.pauses.items()):
+            values = sorted(values)
+            lines.append(f"{name}: {len(values)} times, total {sum(values) * 1000:.0f} ms, "
+                         f"p50 {values[len(values) // 2] * 1000:.2f} ms, max {values[-1] * 1000:.2f} ms")
+        return "; ".join(lines) or "no pauses"

@@ -135,10 +135,12 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(DATA_DIR / "broker/control"),  # kombu's default is ./control
     }
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_IMPORTS = ("gateway.retention",)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 60.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
+    "usage-retention": {"task": "gateway.retention.delete_old_usage", "schedule": 3600.0},
 }
 
 # --- Gateway
@@ -175,6 +177,14 @@ GATEWAY_CONFIG_VERSION_FILE = DATA_DIR / "config.version"
 GATEWAY_SELF_SERVICE_KEYS = env.bool("GATEWAY_SELF_SERVICE_KEYS", default=False)
 # The address agents use, for the setup snippets (empty: the address the page was loaded from).
 GATEWAY_PUBLIC_URL = env.str("GATEWAY_PUBLIC_URL", default="")
+# SIGTERM: how long requests and streams in flight may run on before they are ended
+# (gateway.daphne_main). `serve` waits this long plus a margin for its workers.
+GATEWAY_DRAIN_SECONDS = env.float("GATEWAY_DRAIN_SECONDS", default=30.0)
+# Access log on stderr, one line per request (gateway.access_log): json | text | none.
+GATEWAY_LOG_FORMAT = env.str("GATEWAY_LOG_FORMAT", default="none")
+# UsageRecord rows older than this many days (and covered by the DailyUsage rollup) are
+# deleted by a beat task (gateway.retention); 0 keeps them for ever.
+GATEWAY_USAGE_RETENTION_DAYS = env.int("GATEWAY_USAGE_RETENTION_DAYS", default=0)
 
 from gateway import log_redaction  # noqa: E402
 

@@ -16,10 +16,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
+
 from providers.http import create_client
 from providers.upstream_client import Client
 from routing.stats import RuntimeStats
 
+from . import access_log
 from .cluster import Cluster
 from .limits import Limits
 from .metrics import observe
@@ -66,6 +69,12 @@ class Gateway:
         self.events = EventPublisher()
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
+        # Graceful drain (gateway.daphne_main): `draining` once SIGTERM arrived (no new
+        # connections); `expired` once the grace period is over and the requests still in
+        # flight are being cancelled: they end in the client's format (503, or an error event).
+        self.draining = False
+        self.expired = False
+        self._access_log: Callable[[], None] | None = None
         self.recorder.listeners += [self.observe, self.events.publish]
 
     def observe(self, record: dict) -> None:
@@ -81,6 +90,7 @@ class Gateway:
         self.upstream = create_client()
         self.limits.start()
         self.cluster.start()
+        self._access_log = access_log.install(self, settings.GATEWAY_LOG_FORMAT)
         self.running = True
         log.info("gateway started")
 
@@ -89,6 +99,8 @@ class Gateway:
         if not self.running:
             return
         self.running = False
+        if self._access_log is not None:
+            self._access_log()
         await self.cluster.stop()
         await self.limits.stop()
         if self.upstream is not None:

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -150,7 +151,7 @@ async def measure(url: str, headers: dict, model: str, stream_model: str, args, 
     before = cpu_seconds(pid) if pid else 0.0
     rps, res, err = await throughput(url, headers, model, False, 32, args.seconds)
     out["cpu_json"] = (cpu_seconds(pid) - before) / max(1, len(res)) * 1000 if pid else None
-    out["c32"] = (rps, err)
+    out["c32"] = (rps, err, [t for t, _ in res])
     before = cpu_seconds(pid) if pid else 0.0
     srps, sres, serr = await throughput(url, headers, stream_model, True, 32, args.seconds)
     out["cpu_stream"] = (cpu_seconds(pid) - before) / max(1, len(sres)) * 1000 if pid else None
@@ -215,6 +216,13 @@ async def main(args) -> None:
                     m["translated"] = (srps, serr, [f for _, f in slat])
                 results[name].append(m)
         report(results, clients)
+        if args.workers:
+            for _, pid in gateways.values():  # free the cores for the scaling runs; the fakes stay
+                for p in procs:
+                    if p.pid == pid:
+                        p.terminate()
+                        p.wait(10)
+            await scaling(args, env, gw_h, upstream)
     finally:
         for p in procs:
             p.terminate()
@@ -242,6 +250,8 @@ def report(results: dict[str, list[dict]], clients: list[str]) -> None:
         ("non-stream c=1 p99 latency (ms)", lambda m: pct(m["c1"], 99), "{:.2f}"),
         ("non-stream c=32 (req/s)", lambda m: m["c32"][0], "{:.0f}"),
         ("non-stream c=32 errors", lambda m: m["c32"][1], "{:.0f}"),
+        ("non-stream c=32 p50 latency (ms)", lambda m: pct(m["c32"][2], 50), "{:.2f}"),
+        ("non-stream c=32 p99 latency (ms)", lambda m: pct(m["c32"][2], 99), "{:.2f}"),
         ("stream 50 tok c=32 (streams/s)", lambda m: m["s32"][0], "{:.0f}"),
         ("stream c=1 time to first byte p50 (ms)", lambda m: pct(m["s32"][2], 50), "{:.2f}"),
         ("translated OpenAI→Anthropic stream c=32 (streams/s)",
@@ -273,14 +283,52 @@ def report(results: dict[str, list[dict]], clients: list[str]) -> None:
                           + ", ".join(f"{r:.2f}" for r in ratios) + f" (median {ratios[len(ratios) // 2]:.2f})")
 
 
+async def scaling(args, env: dict, headers: dict, upstream: str) -> None:
+    """1 worker vs. N workers of `manage.py serve` (one socket), side by side in one run,
+    alternating (1, N, 1, N, ...) so that drift in the machine's load hits both alike.
+    No pinning: the workers, the fake upstream and this load generator share every core,
+    so on a small machine the ratio understates what N cores give a gateway alone."""
+    results: dict[int, list[tuple[float, float, float]]] = {1: [], args.workers: []}
+    for _ in range(args.rounds):
+        for workers in results:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-celery", "--host", "127.0.0.1",
+                                     "--port", str(port), "--workers", str(workers)], cwd=ROOT, env=env,
+                                    stdout=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                await wait_up(url + "/health/live")
+                await asyncio.sleep(1)
+                rps, res, err = await throughput(url + "/v1/chat/completions", headers, "fake", False,
+                                                 args.concurrency, args.seconds)
+                lat = [t for t, _ in res]
+                results[workers].append((rps, pct(lat, 50), pct(lat, 99)))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+    print(f"\nworkers (manage.py serve --workers; non-stream, c={args.concurrency}, {args.rounds} rounds "
+          f"alternated, {os.cpu_count()} cores shared with the load generator and the fake upstream)")
+    print("workers | req/s (median, range) | p50 ms | p99 ms")
+    median = {}
+    for workers, runs in results.items():
+        rates = sorted(r[0] for r in runs)
+        median[workers] = rates[len(rates) // 2]
+        print(f"{workers:>7} | {median[workers]:>6.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) | "
+              f"{sorted(r[1] for r in runs)[len(runs) // 2]:>6.2f} | {sorted(r[2] for r in runs)[len(runs) // 2]:>6.2f}")
+    print(f"ratio {args.workers} / 1 workers: {median[args.workers] / median[1]:.2f}x")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests for the c=1 latency")
     parser.add_argument("--translated", action="store_true", help="add the OpenAI→Anthropic translated row")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat, alternating the gateways' order")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat, alternating the gateways' order (and the workers comparison's)")
     parser.add_argument("--clients", default="default",
                         help="gateways to measure, one process each: default, builtin, aiohttp "
                              "(comma-separated)")
-
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also compare `serve --workers 1` with `--workers N` (throughput, latency, ratio)")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections for the workers comparison")
     asyncio.run(main(parser.parse_args()))

@@ -104,6 +104,10 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
         await send_json(send, status, payload, {"x-request-id": ctx.request_id})
     except (ClientGone, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError) and not ctx.disconnected:
+            if gw.expired:  # drain deadline (gateway.daphne_main): end in the client's format
+                asyncio.current_task().uncancel()
+                await _shutting_down(ctx, codec, exchange, send)
+                return
             ctx.fail(499, "cancelled", "request cancelled (server shutting down)")
             raise
         # The client went away: the upstream response was closed by the cancellation.
@@ -167,6 +171,19 @@ def _check_content_type(value: bytes | None) -> None:
     message = (f"Unsupported content-type '{value.decode('latin-1')[:100]}': "
                f"send the body as JSON with `content-type: application/json`.")
     raise GatewayError("invalid_request", message, 415, code="unsupported_media_type")
+
+
+async def _shutting_down(ctx: RequestContext, codec, exchange: Exchange | None, send) -> None:
+    """The drain's grace period is over: a stream gets the client format's error event,
+    a request that has not answered yet a 503; the usage row is written as for any request."""
+    error = GatewayError("overloaded", "The gateway is shutting down; retry the request.", 503,
+                         retryable=True)
+    if exchange is not None and exchange.committed:
+        await exchange._send_stream_error(error)
+        return
+    ctx.fail(error.status, error.type, error.message)
+    status, payload = codec.encode_error(error)
+    await send_json(send, status, payload, {"x-request-id": ctx.request_id})
 
 
 def _counts_upstream(plan, client_format: str) -> bool:

@@ -1,0 +1,60 @@
+"""The access log (gateway.access_log): one line per finished request from the gateway's
+event publisher, JSON or text, with the key's display prefix and user, never the key."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+
+from gateway.access_log import AccessLog, install
+from gateway.proxy.context import RequestContext
+from gateway.state import EventPublisher
+from routing.table import ConfigSnapshot, KeyInfo
+
+SECRET = "jk-live-0123456789abcdef0123456789abcdef"
+
+
+def snapshot() -> ConfigSnapshot:
+    key = KeyInfo(id=7, user_id=3, username="alice", prefix=SECRET[:10])
+    return ConfigSnapshot(version=1, providers={}, routes={}, keys={"hash-of-the-key": key})
+
+
+def record(**extra) -> dict:
+    ctx = RequestContext("chat.completions")
+    ctx.route, ctx.provider, ctx.model, ctx.status = "fast", "openai", "gpt-5", 200
+    return {**ctx.to_record(), "key_id": 7, "user_id": 3, "prompt_tokens": 12, "completion_tokens": 5,
+            **extra}
+
+
+def test_json_lines_carry_the_request_fields_and_the_key_prefix_only(caplog):
+    snapshots = SimpleNamespace(current=snapshot())
+    gw = SimpleNamespace(events=EventPublisher(), snapshots=snapshots)
+    unsubscribe = install(gw, "json")
+    logger = logging.getLogger("junction.access")
+    logger.addHandler(caplog.handler)
+    try:
+        fields = record()
+        gw.events.publish(fields)
+    finally:
+        logger.removeHandler(caplog.handler)
+        unsubscribe()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "junction.access"]
+    entry = json.loads(line)
+    assert entry["request_id"] == fields["request_id"] and entry["key_prefix"] == SECRET[:10]
+    assert (entry["user"], entry["route"], entry["provider"], entry["model"], entry["status"]) == \
+        ("alice", "fast", "openai", "gpt-5", 200)
+    assert entry["prompt_tokens"] == 12 and entry["completion_tokens"] == 5 and entry["latency_ms"] >= 0
+    assert "cost_usd" in entry and SECRET not in line
+    assert not gw.events.listeners  # unsubscribed
+
+
+def test_text_format_and_unknown_keys():
+    log = AccessLog(SimpleNamespace(current=snapshot()), "text")
+    entry = log.entry(record(key_id=None, user_id=None, status=401))
+    assert entry["key_prefix"] == "" and entry["user"] == "" and entry["status"] == 401
+
+
+def test_none_installs_nothing():
+    gw = SimpleNamespace(events=EventPublisher(), snapshots=SimpleNamespace(current=snapshot()))
+    assert install(gw, "none") is None and not gw.events.listeners
