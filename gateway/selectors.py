@@ -18,9 +18,10 @@ def unpriced_usage(*, days: int = 30, since=None, until=None, cap: int = 10_000)
     rows = UsageRecord.objects.filter(price_source="unpriced", created_at__gte=since)
     if until is not None:
         rows = rows.filter(created_at__lt=until)
-    found = list(rows.order_by().values_list("prompt_tokens", "completion_tokens", "provider", "model")[:cap + 1])
+    newest_first = rows.order_by("-created_at")
+    found = list(newest_first.values_list("prompt_tokens", "completion_tokens", "provider", "model")[:cap + 1])
     more = len(found) > cap
     found = found[:cap]
-    models = sorted({f"{p}/{m}" for _, _, p, m in found})
+    models = list(dict.fromkeys(f"{p}/{m}" for _, _, p, m in found))  # the most recently seen first
     return {"requests": len(found), "more": more, "prompt_tokens": sum(r[0] for r in found),
             "completion_tokens": sum(r[1] for r in found), "models": models[:20]}
