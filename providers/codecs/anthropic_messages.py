@@ -22,7 +22,7 @@ import uuid
 
 import orjson
 
-from .base import Codec, StreamDecoder, StreamEncoder
+from .base import CodecDefaults, StreamDecoder, StreamEncoder
 from .canonical import (
     Block,
     BlockDelta,
@@ -407,7 +407,7 @@ def _thinking_budget(requested: int, max_tokens: int | None, explicit: bool) -> 
 # =========================================================================== the codec
 
 
-class AnthropicMessagesCodec(Codec):
+class AnthropicMessagesCodec(CodecDefaults):
     name = FORMAT
     stream_media_type = "text/event-stream"
 
@@ -680,7 +680,7 @@ class AnthropicMessagesCodec(Codec):
 
     # ------------------------------------------------------------------ responses
 
-    def decode_response(self, body: dict) -> Response:
+    def decode_response(self, body: dict, *, model: str = "") -> Response:
         if not isinstance(body, dict):
             raise GatewayError("bad_gateway", "upstream returned a non-object Anthropic response", 502,
                                retryable=True)
@@ -724,7 +724,7 @@ class AnthropicMessagesCodec(Codec):
 
     # ------------------------------------------------------------------ streams
 
-    def stream_decoder(self) -> StreamDecoder:
+    def stream_decoder(self, *, model: str = "") -> StreamDecoder:
         return AnthropicStreamDecoder()
 
     def stream_encoder(self, request: Request) -> StreamEncoder:

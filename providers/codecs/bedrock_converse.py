@@ -33,7 +33,7 @@ from urllib.parse import quote
 import orjson
 
 from ..aws import EventStreamDecodeError, EventStreamDecoder
-from .base import Codec, StreamDecoder, StreamEncoder
+from .base import CodecDefaults, StreamDecoder, StreamEncoder
 from .canonical import (
     Block,
     BlockDelta,
@@ -178,7 +178,7 @@ def _exception_error(name: str, message: str) -> GatewayError:
     return GatewayError(type_, message, status, retryable=retryable)
 
 
-class BedrockConverseCodec(Codec):
+class BedrockConverseCodec(CodecDefaults):
     name = "bedrock_converse"
     stream_media_type = "application/vnd.amazon.eventstream"
 
@@ -345,7 +345,7 @@ class BedrockConverseCodec(Codec):
                 config["toolChoice"] = {"auto": {}}
         return config
 
-    def decode_request(self, body: dict) -> Request:
+    def decode_request(self, body: dict, *, require_max_tokens: bool = True) -> Request:
         """Converse body -> canonical (the model id lives in the URL: pass it as body["modelId"])."""
         if not isinstance(body, dict):
             raise GatewayError("invalid_request", "Request body must be a JSON object.", 400)
@@ -447,7 +447,7 @@ class BedrockConverseCodec(Codec):
             return TextBlock(text) if text else None
         return None
 
-    def decode_response(self, body: dict, model: str = "") -> Response:
+    def decode_response(self, body: dict, *, model: str = "") -> Response:
         """`model` is optional: Converse responses do not name the model (it was in the URL)."""
         if not isinstance(body, dict) or not isinstance(body.get("output"), dict):
             raise GatewayError("bad_gateway", "Upstream Bedrock response has no output.", 502, retryable=True)
@@ -483,7 +483,7 @@ class BedrockConverseCodec(Codec):
 
     # ------------------------------------------------------------------ streams
 
-    def stream_decoder(self, model: str = "") -> StreamDecoder:
+    def stream_decoder(self, *, model: str = "") -> StreamDecoder:
         return BedrockStreamDecoder(model)
 
     def stream_encoder(self, request: Request) -> StreamEncoder:

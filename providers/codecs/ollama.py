@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from .base import Codec, StreamDecoder, StreamEncoder
+from .base import CodecDefaults, StreamDecoder, StreamEncoder
 from .canonical import (
     Block,
     BlockDelta,
@@ -161,13 +161,13 @@ def _dumps_line(obj: dict) -> bytes:
 # --------------------------------------------------------------------------- codec
 
 
-class OllamaCodec(Codec):
+class OllamaCodec(CodecDefaults):
     name = "ollama"
     stream_media_type = "application/x-ndjson"
 
     # ------------------------------------------------------------------ requests
 
-    def decode_request(self, body: dict) -> Request:
+    def decode_request(self, body: dict, *, require_max_tokens: bool = True) -> Request:
         if not isinstance(body, dict):
             raise GatewayError("invalid_request", "Request body must be a JSON object.", 400)
         model = body.get("model")
@@ -411,7 +411,7 @@ class OllamaCodec(Codec):
 
     # ------------------------------------------------------------------ responses
 
-    def decode_response(self, body: dict) -> Response:
+    def decode_response(self, body: dict, *, model: str = "") -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
             if isinstance(body, dict) and body.get("error"):
                 raise self.decode_error(500, orjson.dumps(body))
@@ -468,7 +468,7 @@ class OllamaCodec(Codec):
 
     # ------------------------------------------------------------------ streams
 
-    def stream_decoder(self) -> StreamDecoder:
+    def stream_decoder(self, *, model: str = "") -> StreamDecoder:
         return OllamaStreamDecoder()
 
     def stream_encoder(self, request: Request) -> StreamEncoder:

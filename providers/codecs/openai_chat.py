@@ -22,7 +22,7 @@ import time
 
 import orjson
 
-from .base import Codec, StreamDecoder, StreamEncoder
+from .base import CodecDefaults, StreamDecoder, StreamEncoder
 from .canonical import (
     Block,
     BlockDelta,
@@ -480,7 +480,7 @@ def _dict_field(body: dict, key: str) -> dict | None:
 # --------------------------------------------------------------------------- the codec
 
 
-class OpenAIChatCodec(Codec):
+class OpenAIChatCodec(CodecDefaults):
     name = FORMAT
 
     def __init__(self, *, send_cache_control: bool = False, send_thinking: bool = True):
@@ -494,7 +494,7 @@ class OpenAIChatCodec(Codec):
 
     # ------------------------------------------------------------------ requests
 
-    def decode_request(self, body: dict) -> Request:
+    def decode_request(self, body: dict, *, require_max_tokens: bool = True) -> Request:
         if not isinstance(body, dict):
             raise _bad("request body must be a JSON object")
         model = body.get("model")
@@ -814,7 +814,7 @@ class OpenAIChatCodec(Codec):
 
     # ------------------------------------------------------------------ responses
 
-    def decode_response(self, body: dict) -> Response:
+    def decode_response(self, body: dict, *, model: str = "") -> Response:
         if not isinstance(body, dict):
             raise GatewayError("bad_gateway", "upstream response is not a JSON object", 502, retryable=True)
         choices = body.get("choices")
@@ -907,7 +907,7 @@ class OpenAIChatCodec(Codec):
 
     # ------------------------------------------------------------------ streams
 
-    def stream_decoder(self) -> StreamDecoder:
+    def stream_decoder(self, *, model: str = "") -> StreamDecoder:
         return OpenAIChatStreamDecoder()
 
     def stream_encoder(self, request: Request) -> StreamEncoder:

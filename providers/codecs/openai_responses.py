@@ -69,7 +69,7 @@ import time
 
 import orjson
 
-from .base import Codec, StreamDecoder, StreamEncoder
+from .base import CodecDefaults, StreamDecoder, StreamEncoder
 from .canonical import (
     Block,
     BlockDelta,
@@ -524,11 +524,11 @@ def error_payload(error: GatewayError) -> dict:
 # --------------------------------------------------------------------------- the codec
 
 
-class OpenAIResponsesCodec(Codec):
+class OpenAIResponsesCodec(CodecDefaults):
     name = NAME
 
     # ------------------------------------------------------------------ requests
-    def decode_request(self, body: dict) -> Request:
+    def decode_request(self, body: dict, *, require_max_tokens: bool = True) -> Request:
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")
         model = body.get("model")
@@ -862,7 +862,7 @@ class OpenAIResponsesCodec(Codec):
             items.append({"type": "message", "role": "assistant", "content": parts})
 
     # ------------------------------------------------------------------ responses
-    def decode_response(self, body: dict) -> Response:
+    def decode_response(self, body: dict, *, model: str = "") -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("output"), list):
             raise GatewayError("bad_gateway", "upstream returned a malformed Responses API body", 502,
                                retryable=True)
@@ -922,7 +922,7 @@ class OpenAIResponsesCodec(Codec):
                                usage_to(response.usage), incomplete)
 
     # ------------------------------------------------------------------ streams
-    def stream_decoder(self) -> StreamDecoder:
+    def stream_decoder(self, *, model: str = "") -> StreamDecoder:
         return ResponsesStreamDecoder()
 
     def stream_encoder(self, request: Request) -> StreamEncoder:
