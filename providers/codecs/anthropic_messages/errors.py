@@ -7,6 +7,7 @@ import orjson
 
 from ..errors import GatewayError, error_type_for_status, is_retryable_status
 from .wire import _CONTEXT_PHRASES, _ERROR_IN, _ERROR_OUT, _client_message
+from ..shared import mentions_context_overflow
 
 
 def encode_error(codec, error: GatewayError) -> tuple[int, dict]:
@@ -41,7 +42,7 @@ def decode_error(codec, status: int, body: bytes) -> GatewayError:
         )
     if kind is None:
         kind = "bad_gateway" if status == 502 else error_type_for_status(status)
-    if kind == "invalid_request" and any(p in message.lower() for p in _CONTEXT_PHRASES):
+    if kind == "invalid_request" and mentions_context_overflow(message, _CONTEXT_PHRASES):
         kind = "context_length"
     out_status = status if 400 <= status < 600 else None
     return GatewayError(

@@ -24,6 +24,7 @@ from ..canonical import (
 )
 from ..sse import SSEParser
 from .wire import _CONTEXT_PHRASES, _ERROR_IN, _ERROR_OUT, _STOP_IN, _server_result, _usage_in
+from ..shared import mentions_context_overflow
 
 
 class AnthropicStreamDecoder(StreamDecoder):
@@ -174,7 +175,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             err = obj.get("error") or {}
             ctype = _ERROR_IN.get(err.get("type"), "api_error")
             message = err.get("message") or "Anthropic upstream reported an error mid-stream"
-            if ctype == "invalid_request" and any(p in message.lower() for p in _CONTEXT_PHRASES):
+            if ctype == "invalid_request" and mentions_context_overflow(message, _CONTEXT_PHRASES):
                 ctype = "context_length"
             self._done = True
             out.append(StreamError(ctype, message, _ERROR_OUT[ctype][0]))

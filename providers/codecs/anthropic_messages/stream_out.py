@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 import orjson
 
 from ..base import StreamEncoder
@@ -24,6 +23,7 @@ from ..canonical import (
 )
 from ..sequencer import BlockSequencer
 from .wire import _ERROR_OUT, _STOP_OUT, _client_message, _message_id, _safe_id, _usage_out
+from ..shared import new_id
 
 
 class AnthropicStreamEncoder(StreamEncoder):
@@ -170,7 +170,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             self._saw_tool = True
             cb = {
                 "type": "tool_use",
-                "id": _safe_id(block.id) if block.id else "toolu_" + uuid.uuid4().hex[:24],
+                "id": _safe_id(block.id) if block.id else new_id("toolu_"),
                 "name": block.name,
                 "input": {},
             }

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from ..canonical import Block, ImageBlock, ServerToolBlock, TextBlock, Usage
+from ..shared import CONTEXT_PHRASES, new_id
 
 
 # canonical error type -> (HTTP status, Anthropic error type)
@@ -40,14 +40,7 @@ _ERROR_IN = {
 }
 
 
-_CONTEXT_PHRASES = (
-    "prompt is too long",
-    "context window",
-    "context length",
-    "exceed context limit",
-    "maximum context",
-    "too many tokens",
-)
+_CONTEXT_PHRASES = CONTEXT_PHRASES + ("prompt is too long", "exceed context limit", "maximum context")
 
 
 _STOP_IN = {
@@ -210,4 +203,4 @@ def _message_id(ident: str | None) -> str:
         return ident
     if ident:
         return "msg_" + _ID_BAD_CHARS.sub("_", ident)
-    return "msg_" + uuid.uuid4().hex[:24]
+    return new_id("msg_")

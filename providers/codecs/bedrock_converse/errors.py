@@ -6,6 +6,7 @@ import orjson
 
 from ..errors import GatewayError, error_type_for_status, is_retryable_status
 from .wire import _CONTEXT_PHRASES, _EXCEPTIONS, _exception_error
+from ..shared import mentions_context_overflow
 
 
 def encode_error(codec, error: GatewayError) -> tuple[int, dict]:
@@ -40,6 +41,6 @@ def decode_error(codec, status: int, body: bytes) -> GatewayError:
     if status == 408:
         return GatewayError("timeout", message, 408, retryable=True)
     type_ = error_type_for_status(status)
-    if type_ == "invalid_request" and any(p in message.lower() for p in _CONTEXT_PHRASES):
+    if type_ == "invalid_request" and mentions_context_overflow(message, _CONTEXT_PHRASES):
         type_ = "context_length"
     return GatewayError(type_, message, status, retryable=is_retryable_status(status))

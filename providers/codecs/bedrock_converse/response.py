@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 from ..canonical import (
     ImageBlock,
@@ -16,6 +15,7 @@ from ..canonical import (
 )
 from ..errors import GatewayError
 from .wire import _STOP_REASONS, _image, usage_from_bedrock
+from ..shared import new_id
 
 
 def decode_response(codec, body: dict, *, model: str = "") -> Response:
@@ -28,7 +28,7 @@ def decode_response(codec, body: dict, *, model: str = "") -> Response:
     amrf = body.get("additionalModelResponseFields") or {}
     stop_sequence = amrf.get("stop_sequence") if isinstance(amrf, dict) else None
     return Response(
-        id="msg_bdrk_" + uuid.uuid4().hex[:24],
+        id=new_id("msg_bdrk_"),
         model=model,
         content=content,
         stop_reason=stop_reason,

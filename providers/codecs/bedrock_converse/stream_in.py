@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 from ...aws import EventStreamDecodeError, EventStreamDecoder
 from ..base import StreamDecoder
@@ -23,6 +22,7 @@ from ..canonical import (
     Usage,
 )
 from .wire import _STOP_REASONS, _exception_error, usage_from_bedrock
+from ..shared import new_id
 
 
 class BedrockStreamDecoder(StreamDecoder):
@@ -88,7 +88,7 @@ class BedrockStreamDecoder(StreamDecoder):
     def _start(self, out: list[Event]) -> None:
         if not self._started:
             self._started = True
-            out.append(MessageStart(id="msg_bdrk_" + uuid.uuid4().hex[:24], model=self._model))
+            out.append(MessageStart(id=new_id("msg_bdrk_"), model=self._model))
 
     def _open_block(self, bidx: int, kind: str, block: Block, out: list[Event]) -> int:
         # Blocks do not overlap in Bedrock streams; close a stray open one defensively.
@@ -113,7 +113,7 @@ class BedrockStreamDecoder(StreamDecoder):
         elif kind == "thinking":
             block = ThinkingBlock("")
         else:  # tool input without contentBlockStart: keep the input, invent an id
-            block = ToolUseBlock(id="tooluse_" + uuid.uuid4().hex[:22], name="", input={})
+            block = ToolUseBlock(id=new_id("tooluse_", 22), name="", input={})
         return self._open_block(bidx, kind, block, out)
 
     def _stop_block(self, bidx: int, out: list[Event]) -> None:

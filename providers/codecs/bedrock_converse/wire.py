@@ -17,6 +17,7 @@ from ..canonical import (
 )
 from ..errors import GatewayError, UnsupportedFeature
 from ..ollama import _split_data_url, guess_image_type
+from ..shared import CONTEXT_PHRASES, mentions_context_overflow
 
 
 @staticmethod
@@ -98,14 +99,7 @@ _EXCEPTIONS = {
 }
 
 
-_CONTEXT_PHRASES = (
-    "too long",
-    "context length",
-    "context window",
-    "maximum context",
-    "too many tokens",
-    "input length",
-)
+_CONTEXT_PHRASES = CONTEXT_PHRASES + ("too long", "maximum context", "input length")
 
 
 def converse_path(model_id: str, stream: bool = False) -> str:
@@ -155,6 +149,6 @@ def _image_block(image: dict) -> ImageBlock:
 
 def _exception_error(name: str, message: str) -> GatewayError:
     type_, status, retryable = _EXCEPTIONS.get((name or "").split(":")[0].lower(), ("api_error", 500, True))
-    if type_ == "invalid_request" and any(p in message.lower() for p in _CONTEXT_PHRASES):
+    if type_ == "invalid_request" and mentions_context_overflow(message, _CONTEXT_PHRASES):
         type_ = "context_length"
     return GatewayError(type_, message, status, retryable=retryable)

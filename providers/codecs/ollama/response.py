@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 import orjson
 
 from ..canonical import Block, Request, Response, TextBlock, ThinkingBlock, ToolUseBlock, Usage
 from ..errors import GatewayError
 from .wire import _content_text, _done_reason, _now_rfc3339, _parse_arguments, _stop_from_done_reason
+from ..shared import new_id
 
 
 def decode_response(codec, body: dict, *, model: str = "") -> Response:
@@ -22,7 +22,7 @@ def decode_response(codec, body: dict, *, model: str = "") -> Response:
     text = _content_text(msg.get("content"))
     if text:
         content.append(TextBlock(text))
-    prefix = "call_%s_" % uuid.uuid4().hex[:12]
+    prefix = new_id("call_", 12) + "_"
     calls = msg.get("tool_calls") or []
     for i, call in enumerate(calls):
         fn = (call or {}).get("function") or {}
@@ -34,7 +34,7 @@ def decode_response(codec, body: dict, *, model: str = "") -> Response:
             )
         )
     return Response(
-        id="msg_" + uuid.uuid4().hex[:24],
+        id=new_id("msg_"),
         model=str(body.get("model") or ""),
         content=content,
         stop_reason=_stop_from_done_reason(body.get("done_reason"), bool(calls)),

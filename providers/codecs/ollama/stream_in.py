@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 import orjson
 
 from ..base import StreamDecoder
@@ -21,6 +20,7 @@ from ..canonical import (
     Usage,
 )
 from .wire import _stop_from_done_reason
+from ..shared import new_id
 
 
 class OllamaStreamDecoder(StreamDecoder):
@@ -34,7 +34,7 @@ class OllamaStreamDecoder(StreamDecoder):
         self._index = -1
         self._open: str | None = None  # "text" / "thinking" / None
         self._had_tools = False
-        self._call_prefix = "call_%s_" % uuid.uuid4().hex[:12]
+        self._call_prefix = new_id("call_", 12) + "_"
         self._calls = 0
 
     def feed(self, chunk: bytes) -> list[Event]:
@@ -95,7 +95,7 @@ class OllamaStreamDecoder(StreamDecoder):
             return
         if not self._started:
             self._started = True
-            out.append(MessageStart(id="msg_" + uuid.uuid4().hex[:24], model=str(obj.get("model") or "")))
+            out.append(MessageStart(id=new_id("msg_"), model=str(obj.get("model") or "")))
         msg = obj.get("message") or {}
         if isinstance(msg, dict):
             thinking = msg.get("thinking")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import orjson
 
 from ..canonical import Block, RedactedThinkingBlock, ThinkingBlock, ToolUseBlock, Usage
 from ..errors import error_type_for_status
+from ..shared import CONTEXT_PHRASES, mentions_context_overflow
+from ..shared import new_id as _new_id  # noqa: F401 (the parts of this format import it from here)
 
 
 _FINISH_TO_STOP = {
@@ -64,12 +65,9 @@ _WIRE_ERROR_TYPES = {
 }
 
 
-_CONTEXT_PHRASES = (
+_CONTEXT_PHRASES = CONTEXT_PHRASES + (
     "maximum context length",
     "context_length_exceeded",
-    "too many tokens",
-    "context window",
-    "context length",
     "exceed_context_size",
     "exceeds the available context size",
     "prompt is too long",
@@ -77,10 +75,6 @@ _CONTEXT_PHRASES = (
 
 
 _RAW_ARGS = "_raw_arguments"
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + os.urandom(12).hex()
 
 
 def _dumps_str(value) -> str:
@@ -150,7 +144,7 @@ def _finish_reason(stop_reason, has_tools: bool) -> str:
 
 def _classify(status: int | None, message: str, code, wire_type) -> str:
     low = message.lower()
-    if code == "context_length_exceeded" or any(p in low for p in _CONTEXT_PHRASES):
+    if code == "context_length_exceeded" or mentions_context_overflow(low, _CONTEXT_PHRASES):
         return "context_length"
     if status and status >= 400:
         return error_type_for_status(status)

@@ -17,6 +17,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import ERROR_TYPES, GatewayError, UnsupportedFeature
+from ..shared import new_id as _new_id
 
 
 NS_SEP = "__"
@@ -35,10 +36,6 @@ _RESERVED_TOOL_EXTRA = frozenset({"namespace", "namespace_description", "hosted"
 
 
 _TOOL_CHOICE_OUT = {"auto": "auto", "none": "none", "any": "required"}
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + os.urandom(12).hex()
 
 
 def join_namespace(namespace: str, name: str) -> str:
