@@ -18,6 +18,35 @@ only when `request.source_format == "anthropic_messages"`.
 from __future__ import annotations
 
 from .codec import CODEC, AnthropicMessagesCodec  # noqa: F401
+from .errors import _SPACES, _TAGS, _anthropic_type_for_status, _excerpt  # noqa: F401
+from .request import (  # noqa: F401
+    _REQUEST_KEYS,
+    _TOOL_KEYS,
+    ANSWER_ROOM,
+    DEFAULT_MAX_TOKENS,
+    EFFORT_BUDGETS,
+    FORMAT,
+    MIN_THINKING_BUDGET,
+    _decode_block,
+    _decode_tool,
+    _decode_tool_choice,
+    _encode_tool,
+    _image_block,
+    _is_number,
+    _system_blocks,
+    _text_block,
+    _thinking_budget,
+)
+from .stream_in import AnthropicStreamDecoder  # noqa: F401
+from .stream_out import (  # noqa: F401
+    _DELTA_HEAD,
+    _DELTA_KINDS,
+    _DELTA_TAIL,
+    _PING,
+    _STOP,
+    AnthropicStreamEncoder,
+    _event,
+)
 from .wire import (  # noqa: F401
     _CONTEXT_PHRASES,
     _ERROR_IN,
@@ -35,33 +64,4 @@ from .wire import (  # noqa: F401
     _server_result,
     _usage_in,
     _usage_out,
-)
-from .errors import _SPACES, _TAGS, _anthropic_type_for_status, _excerpt  # noqa: F401
-from .request import (  # noqa: F401
-    ANSWER_ROOM,
-    DEFAULT_MAX_TOKENS,
-    EFFORT_BUDGETS,
-    FORMAT,
-    MIN_THINKING_BUDGET,
-    _REQUEST_KEYS,
-    _TOOL_KEYS,
-    _decode_block,
-    _decode_tool,
-    _decode_tool_choice,
-    _encode_tool,
-    _image_block,
-    _is_number,
-    _system_blocks,
-    _text_block,
-    _thinking_budget,
-)
-from .stream_in import AnthropicStreamDecoder  # noqa: F401
-from .stream_out import (  # noqa: F401
-    AnthropicStreamEncoder,
-    _DELTA_HEAD,
-    _DELTA_KINDS,
-    _DELTA_TAIL,
-    _PING,
-    _STOP,
-    _event,
 )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..base import CodecDefaults, StreamDecoder, StreamEncoder
 from ..canonical import Request
+from . import errors, request, response
 from .request import FORMAT
 from .stream_in import AnthropicStreamDecoder
 from .stream_out import AnthropicStreamEncoder
-from . import errors, request, response
 
 
 class AnthropicMessagesCodec(CodecDefaults):

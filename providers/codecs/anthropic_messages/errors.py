@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+
 import orjson
 
 from ..errors import GatewayError, error_type_for_status, is_retryable_status
-from .wire import _CONTEXT_PHRASES, _ERROR_IN, _ERROR_OUT, _client_message
 from ..shared import mentions_context_overflow
+from .wire import _CONTEXT_PHRASES, _ERROR_IN, _ERROR_OUT, _client_message
 
 
 def encode_error(codec, error: GatewayError) -> tuple[int, dict]:

@@ -13,7 +13,15 @@ from ..canonical import (
     ToolUseBlock,
 )
 from ..errors import GatewayError
-from .wire import _STOP_IN, _STOP_OUT, _encode_block, _message_id, _server_result, _usage_in, _usage_out
+from .wire import (
+    _STOP_IN,
+    _STOP_OUT,
+    _encode_block,
+    _message_id,
+    _server_result,
+    _usage_in,
+    _usage_out,
+)
 
 
 def decode_response(codec, body: dict, *, model: str = "") -> Response:

@@ -22,9 +22,16 @@ from ..canonical import (
     ToolUseBlock,
     Usage,
 )
-from ..sse import SSEParser
-from .wire import _CONTEXT_PHRASES, _ERROR_IN, _ERROR_OUT, _STOP_IN, _server_result, _usage_in
 from ..shared import mentions_context_overflow
+from ..sse import SSEParser
+from .wire import (
+    _CONTEXT_PHRASES,
+    _ERROR_IN,
+    _ERROR_OUT,
+    _STOP_IN,
+    _server_result,
+    _usage_in,
+)
 
 
 class AnthropicStreamDecoder(StreamDecoder):

@@ -22,8 +22,15 @@ from ..canonical import (
     Usage,
 )
 from ..sequencer import BlockSequencer
-from .wire import _ERROR_OUT, _STOP_OUT, _client_message, _message_id, _safe_id, _usage_out
 from ..shared import new_id
+from .wire import (
+    _ERROR_OUT,
+    _STOP_OUT,
+    _client_message,
+    _message_id,
+    _safe_id,
+    _usage_out,
+)
 
 
 class AnthropicStreamEncoder(StreamEncoder):

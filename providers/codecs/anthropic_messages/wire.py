@@ -7,7 +7,6 @@ import re
 from ..canonical import Block, ImageBlock, ServerToolBlock, TextBlock, Usage
 from ..shared import CONTEXT_PHRASES, new_id
 
-
 # canonical error type -> (HTTP status, Anthropic error type)
 _ERROR_OUT = {
     "invalid_request": (400, "invalid_request_error"),

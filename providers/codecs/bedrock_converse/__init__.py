@@ -28,6 +28,16 @@ would need hand-written binary framing (botocore has a decoder, no encoder).
 from __future__ import annotations
 
 from .codec import CODEC, BedrockConverseCodec  # noqa: F401
+from .request import (  # noqa: F401
+    _DEFAULT_BUDGET,
+    _EFFORT_BUDGET,
+    _EMPTY_TOOL_RESULT,
+    _cache_control,
+    _cache_point,
+    is_anthropic_model,
+)
+from .response import _STOP_REASONS_OUT, usage_to_bedrock  # noqa: F401
+from .stream_in import BedrockStreamDecoder  # noqa: F401
 from .wire import (  # noqa: F401
     _CONTEXT_PHRASES,
     _EXCEPTIONS,
@@ -40,13 +50,3 @@ from .wire import (  # noqa: F401
     runtime_endpoint,
     usage_from_bedrock,
 )
-from .request import (  # noqa: F401
-    _DEFAULT_BUDGET,
-    _EFFORT_BUDGET,
-    _EMPTY_TOOL_RESULT,
-    _cache_control,
-    _cache_point,
-    is_anthropic_model,
-)
-from .response import _STOP_REASONS_OUT, usage_to_bedrock  # noqa: F401
-from .stream_in import BedrockStreamDecoder  # noqa: F401

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..base import CodecDefaults, StreamDecoder, StreamEncoder
 from ..canonical import Request
-from .stream_in import BedrockStreamDecoder
 from . import errors, request, response, wire
+from .stream_in import BedrockStreamDecoder
 
 
 class BedrockConverseCodec(CodecDefaults):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 
 from ..errors import GatewayError, error_type_for_status, is_retryable_status
-from .wire import _CONTEXT_PHRASES, _EXCEPTIONS, _exception_error
 from ..shared import mentions_context_overflow
+from .wire import _CONTEXT_PHRASES, _EXCEPTIONS, _exception_error
 
 
 def encode_error(codec, error: GatewayError) -> tuple[int, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ..canonical import (
     ImageBlock,
     RedactedThinkingBlock,
@@ -14,8 +13,8 @@ from ..canonical import (
     Usage,
 )
 from ..errors import GatewayError
-from .wire import _STOP_REASONS, _image, usage_from_bedrock
 from ..shared import new_id
+from .wire import _STOP_REASONS, _image, usage_from_bedrock
 
 
 def decode_response(codec, body: dict, *, model: str = "") -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ...aws import EventStreamDecodeError, EventStreamDecoder
 from ..base import StreamDecoder
 from ..canonical import (
@@ -21,8 +20,8 @@ from ..canonical import (
     ToolUseBlock,
     Usage,
 )
-from .wire import _STOP_REASONS, _exception_error, usage_from_bedrock
 from ..shared import new_id
+from .wire import _STOP_REASONS, _exception_error, usage_from_bedrock
 
 
 class BedrockStreamDecoder(StreamDecoder):

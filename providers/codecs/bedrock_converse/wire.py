@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from urllib.parse import quote
+
 import orjson
 
 from ..canonical import (
@@ -16,8 +17,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import GatewayError, UnsupportedFeature
-from ..ollama import _split_data_url, guess_image_type
-from ..shared import CONTEXT_PHRASES, mentions_context_overflow
+from ..shared import CONTEXT_PHRASES, guess_image_type, mentions_context_overflow, split_data_url
 
 
 @staticmethod
@@ -127,7 +127,7 @@ def usage_from_bedrock(usage: dict | None) -> Usage:
 def _image(block: ImageBlock) -> dict:
     data, media_type = block.data, block.media_type
     if not data and block.url:
-        parsed = _split_data_url(block.url)
+        parsed = split_data_url(block.url)
         if parsed is None:
             raise UnsupportedFeature("Bedrock Converse accepts only inline (base64) images, not image URLs.")
         media_type, data = parsed

@@ -26,7 +26,15 @@ Tool-call ids: Ollama has none, the canonical model needs them.
 
 from __future__ import annotations
 
+from ..shared import guess_image_type  # noqa: F401 (public here before shared.py)
 from .codec import CODEC, OllamaCodec  # noqa: F401
+from .request import (  # noqa: F401
+    _CANONICAL_OPTIONS,
+    _KNOWN_KEYS,
+    _image_data,
+)
+from .stream_in import OllamaStreamDecoder  # noqa: F401
+from .stream_out import OllamaStreamEncoder, _dumps_line  # noqa: F401
 from .wire import (  # noqa: F401
     _content_text,
     _done_reason,
@@ -34,12 +42,3 @@ from .wire import (  # noqa: F401
     _parse_arguments,
     _stop_from_done_reason,
 )
-from .request import (  # noqa: F401
-    _CANONICAL_OPTIONS,
-    _KNOWN_KEYS,
-    _image_data,
-    _split_data_url,
-    guess_image_type,
-)
-from .stream_in import OllamaStreamDecoder  # noqa: F401
-from .stream_out import OllamaStreamEncoder, _dumps_line  # noqa: F401

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..base import CodecDefaults, StreamDecoder, StreamEncoder
 from ..canonical import Request
+from . import errors, request, response
 from .stream_in import OllamaStreamDecoder
 from .stream_out import OllamaStreamEncoder
-from . import errors, request, response
 
 
 class OllamaCodec(CodecDefaults):

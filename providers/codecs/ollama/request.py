@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from ..canonical import (
     Block,
     ImageBlock,
@@ -18,6 +15,7 @@ from ..canonical import (
     ToolUseBlock,
 )
 from ..errors import GatewayError, UnsupportedFeature
+from ..shared import guess_image_type, split_data_url
 from .wire import _content_text, _parse_arguments
 
 
@@ -290,40 +288,11 @@ _CANONICAL_OPTIONS = ("temperature", "top_p", "stop", "num_predict")
 _KNOWN_KEYS = {"model", "messages", "tools", "stream", "think", "format", "options", "stream_options"}
 
 
-def guess_image_type(data: str) -> str:
-    """Media type from the magic bytes of base64 image data (Ollama sends no type)."""
-    try:
-        head = base64.b64decode(data[:24] + "=" * (-len(data[:24]) % 4), validate=False)
-    except (binascii.Error, ValueError):
-        return "image/png"
-    if head.startswith(b"\x89PNG"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"GIF8"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"BM"):
-        return "image/bmp"
-    return "image/png"
-
-
-def _split_data_url(url: str) -> tuple[str, str] | None:
-    """`data:image/png;base64,XXXX` -> ("image/png", "XXXX")."""
-    if not url.startswith("data:"):
-        return None
-    meta, sep, data = url[5:].partition(",")
-    if not sep or not meta.endswith(";base64"):
-        return None
-    return meta[: -len(";base64")] or "image/png", data
-
-
 def _image_data(block: ImageBlock) -> str:
     if block.data:
         return block.data
     if block.url:
-        parsed = _split_data_url(block.url)
+        parsed = split_data_url(block.url)
         if parsed:
             return parsed[1]
     raise UnsupportedFeature("Ollama accepts only base64 images, not image URLs.")

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import orjson
 
-from ..canonical import Block, Request, Response, TextBlock, ThinkingBlock, ToolUseBlock, Usage
+from ..canonical import (
+    Block,
+    Request,
+    Response,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+    Usage,
+)
 from ..errors import GatewayError
-from .wire import _content_text, _done_reason, _now_rfc3339, _parse_arguments, _stop_from_done_reason
 from ..shared import new_id
+from .wire import (
+    _content_text,
+    _done_reason,
+    _now_rfc3339,
+    _parse_arguments,
+    _stop_from_done_reason,
+)
 
 
 def decode_response(codec, body: dict, *, model: str = "") -> Response:

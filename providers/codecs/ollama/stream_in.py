@@ -19,8 +19,8 @@ from ..canonical import (
     ToolUseBlock,
     Usage,
 )
-from .wire import _stop_from_done_reason
 from ..shared import new_id
+from .wire import _stop_from_done_reason
 
 
 class OllamaStreamDecoder(StreamDecoder):

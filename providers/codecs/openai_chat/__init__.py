@@ -17,6 +17,26 @@ Conventions beyond the official API that are understood in both directions:
 from __future__ import annotations
 
 from .codec import CODEC, OpenAIChatCodec  # noqa: F401
+from .errors import _TAG_RE, _excerpt  # noqa: F401
+from .request import (  # noqa: F401
+    _FOREIGN_EXTRAS_REFUSED,
+    _KNOWN_FIELDS,
+    FORMAT,
+    _bad,
+    _decode_parts,
+    _dict_field,
+    _effort_for_budget,
+    _float_field,
+    _image_from_part,
+    _int_field,
+    _tool_choice_in,
+    _tool_in,
+    _tool_use_in,
+    is_reasoning_model,
+)
+from .response import _arguments_in_lenient  # noqa: F401
+from .stream_in import OpenAIChatStreamDecoder, _stream_error_from, _ToolCall  # noqa: F401
+from .stream_out import _DONE, _FIRST_DELTA, OpenAIChatStreamEncoder  # noqa: F401
 from .wire import (  # noqa: F401
     _CONTEXT_PHRASES,
     _ERROR_WIRE,
@@ -37,23 +57,3 @@ from .wire import (  # noqa: F401
     _thinking_out,
     decode_usage,
 )
-from .errors import _TAG_RE, _excerpt  # noqa: F401
-from .request import (  # noqa: F401
-    FORMAT,
-    _FOREIGN_EXTRAS_REFUSED,
-    _KNOWN_FIELDS,
-    _bad,
-    _decode_parts,
-    _dict_field,
-    _effort_for_budget,
-    _float_field,
-    _image_from_part,
-    _int_field,
-    _tool_choice_in,
-    _tool_in,
-    _tool_use_in,
-    is_reasoning_model,
-)
-from .response import _arguments_in_lenient  # noqa: F401
-from .stream_in import OpenAIChatStreamDecoder, _ToolCall, _stream_error_from  # noqa: F401
-from .stream_out import OpenAIChatStreamEncoder, _DONE, _FIRST_DELTA  # noqa: F401

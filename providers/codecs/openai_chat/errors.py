@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import orjson
 
 from ..errors import GatewayError, is_retryable_status

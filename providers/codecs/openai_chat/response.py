@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import orjson
 
 from ..canonical import (
     Block,
@@ -16,6 +15,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import ERROR_TYPES, GatewayError
+from ..shared import arguments_object
 from .wire import (
     _RAW_ARGS,
     _arguments_out,
@@ -143,12 +143,7 @@ def _arguments_in_lenient(raw) -> dict:
     still reach the client, so unparseable text is kept verbatim under
     `_raw_arguments` (re-encoded to OpenAI as the same string) and the client's tool
     validation tells the model what went wrong."""
-    if isinstance(raw, dict):
-        return raw
-    if not isinstance(raw, str) or not raw.strip():
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {_RAW_ARGS: raw}
-    return value if isinstance(value, dict) else {_RAW_ARGS: raw}
+    value = arguments_object(raw)
+    if value is None:
+        return {_RAW_ARGS: raw} if isinstance(raw, str) else {}
+    return value

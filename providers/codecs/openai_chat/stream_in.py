@@ -22,7 +22,14 @@ from ..canonical import (
 )
 from ..errors import ERROR_TYPES
 from ..sse import SSEParser
-from .wire import _classify, _dumps_str, _error_fields, _new_id, _stop_reason, decode_usage
+from .wire import (
+    _classify,
+    _dumps_str,
+    _error_fields,
+    _new_id,
+    _stop_reason,
+    decode_usage,
+)
 
 
 class OpenAIChatStreamDecoder(StreamDecoder):

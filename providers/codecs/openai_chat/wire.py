@@ -9,7 +9,6 @@ from ..errors import error_type_for_status
 from ..shared import CONTEXT_PHRASES, mentions_context_overflow
 from ..shared import new_id as _new_id  # noqa: F401 (the parts of this format import it from here)
 
-
 _FINISH_TO_STOP = {
     "stop": "end_turn",
     "length": "max_tokens",

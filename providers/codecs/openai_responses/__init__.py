@@ -64,15 +64,36 @@ Other
 from __future__ import annotations
 
 from .codec import CODEC, OpenAIResponsesCodec  # noqa: F401
+from .errors import _OUT_TYPES, _RETRY_RE, _retry_after, error_payload  # noqa: F401
+from .request import (  # noqa: F401
+    _FUNCTION_KEYS,
+    _KNOWN_FIELDS,
+    _TOOL_CHOICE_IN,
+    NAME,
+    _decode_function_tool,
+    _decode_image,
+    _decode_parts,
+    _decode_tool_choice,
+    _decode_tools,
+    _encode_image,
+    _image_url,
+    _is_int,
+    _is_num,
+    _parse_arguments,
+    _tool_output,
+)
+from .response import _lenient_arguments  # noqa: F401
+from .stream_in import ResponsesStreamDecoder  # noqa: F401
+from .stream_out import _FAILED_CODES, ResponsesStreamEncoder  # noqa: F401
 from .wire import (  # noqa: F401
-    FOREIGN_SIG,
-    LAYOUT_KEY,
-    NS_SEP,
-    REDACTED,
     _CODE_TYPES,
     _CONTEXT_RE,
     _RESERVED_TOOL_EXTRA,
     _TOOL_CHOICE_OUT,
+    FOREIGN_SIG,
+    LAYOUT_KEY,
+    NS_SEP,
+    REDACTED,
     _call_item,
     _echo_tools,
     _encode_tool_choice,
@@ -96,24 +117,3 @@ from .wire import (  # noqa: F401
     usage_to,
     web_search_item,
 )
-from .errors import _OUT_TYPES, _RETRY_RE, _retry_after, error_payload  # noqa: F401
-from .request import (  # noqa: F401
-    NAME,
-    _FUNCTION_KEYS,
-    _KNOWN_FIELDS,
-    _TOOL_CHOICE_IN,
-    _decode_function_tool,
-    _decode_image,
-    _decode_parts,
-    _decode_tool_choice,
-    _decode_tools,
-    _encode_image,
-    _image_url,
-    _is_int,
-    _is_num,
-    _parse_arguments,
-    _tool_output,
-)
-from .response import _lenient_arguments  # noqa: F401
-from .stream_in import ResponsesStreamDecoder  # noqa: F401
-from .stream_out import ResponsesStreamEncoder, _FAILED_CODES  # noqa: F401

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..base import CodecDefaults, StreamDecoder, StreamEncoder
 from ..canonical import Request
+from . import errors, request, response
 from .request import NAME
 from .stream_in import ResponsesStreamDecoder
 from .stream_out import ResponsesStreamEncoder
-from . import errors, request, response
 
 
 class OpenAIResponsesCodec(CodecDefaults):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import orjson
 
 from ..errors import GatewayError, error_type_for_status, is_retryable_status

@@ -19,8 +19,8 @@ from ..canonical import (
 )
 from ..errors import InvalidRequest, UnsupportedFeature
 from .wire import (
-    _encode_format,
     LAYOUT_KEY,
+    _encode_format,
     _encode_tool_choice,
     _encode_tools,
     _namespace_map,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 import orjson
 
 from ..canonical import (
@@ -16,6 +17,7 @@ from ..canonical import (
     ToolUseBlock,
 )
 from ..errors import GatewayError
+from ..shared import arguments_object
 from .wire import (
     REDACTED,
     _call_item,
@@ -121,10 +123,4 @@ def encode_response(codec, response: Response, request: Request) -> dict:
 
 
 def _lenient_arguments(args) -> dict:
-    if isinstance(args, dict):
-        return args
-    try:
-        value = orjson.loads(args) if isinstance(args, str) and args else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return arguments_object(args) or {}

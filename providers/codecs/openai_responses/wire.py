@@ -19,7 +19,6 @@ from ..canonical import (
 from ..errors import ERROR_TYPES, GatewayError, UnsupportedFeature
 from ..shared import new_id as _new_id
 
-
 NS_SEP = "__"
 
 
