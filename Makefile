@@ -40,9 +40,11 @@ agent-clis: $(AGENTS_DIR)/.installed
 test: lint agent-clis
 	$(PY) -m pytest -q
 
-## Lint (ruff.toml: pycodestyle, pyflakes, lines <= 110 characters); about a second.
+## Lint (ruff.toml: pycodestyle, pyflakes, lines <= 110 characters) and the codec contract
+## (mypy.ini: every codec satisfies providers/codecs/base.Codec); a few seconds.
 lint: dev-venv
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy providers/codecs/contract.py
 
 ## Gateway vs. direct upstream, same run (see tests/bench.py).
 bench: dev-venv

@@ -239,7 +239,8 @@ def merge_usage(into: Usage, update: Usage | None) -> Usage:
     """Take every non-zero field of `update` (streams report usage piecemeal)."""
     if update is None:
         return into
-    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "reasoning_tokens"):
         value = getattr(update, name)
         if value:
             setattr(into, name, value)

@@ -1,0 +1,30 @@
+"""Ollama native API: the codec (the methods live in the modules named after their part)."""
+
+from __future__ import annotations
+
+from ..base import CodecDefaults, StreamDecoder, StreamEncoder
+from ..canonical import Request
+from . import errors, request, response
+from .stream_in import OllamaStreamDecoder
+from .stream_out import OllamaStreamEncoder
+
+
+class OllamaCodec(CodecDefaults):
+    name = "ollama"
+    stream_media_type = "application/x-ndjson"
+
+    def stream_decoder(self, *, model: str = "") -> StreamDecoder:
+        return OllamaStreamDecoder()
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return OllamaStreamEncoder(request)
+
+    decode_request = request.decode_request
+    encode_request = request.encode_request
+    decode_response = response.decode_response
+    encode_response = response.encode_response
+    encode_error = errors.encode_error
+    decode_error = errors.decode_error
+
+
+CODEC = OllamaCodec()
