@@ -4,10 +4,9 @@ Redis. Each scenario holds two keep-alive clients: a connection stays with the w
 that accepted it, and the request id's prefix names the worker, so "seen by one worker,
 then asked of the other" is deterministic.
 
-Scenarios that need shared state not built yet are marked xfail (strict: the lead
-removes the mark when the sharing lands): RPM windows are per worker (the `recorder`
-branch shares them through Redis), circuits and stored Responses conversations are per
-worker without Redis (issue 14: database/data-dir sharing)."""
+Scenarios that need shared state not built yet are marked xfail (strict: remove the mark
+when the sharing lands): without Redis, RPM windows, circuits and stored Responses
+conversations are per worker (issue 14: database/data-dir sharing)."""
 
 from __future__ import annotations
 
@@ -156,7 +155,8 @@ def test_a_budget_spent_through_one_worker_is_refused_by_the_other(served, fake_
 
 def test_an_rpm_limit_counts_the_requests_of_every_worker(served, fake_openai, request):
     workers, redis, server, a, b = served
-    needs(workers == 2, "RPM windows are per worker (recorder branch: shared through Redis/DB)", request)
+    needs(workers == 2 and not redis, "RPM windows are per worker without Redis (shared through Redis only)",
+          request)
     upstream = world.provider(fake_openai.url + "/v1")
     key = world.key_issue(username="rpm", rpm_limit=2)[1]
     time.sleep(0.5)
