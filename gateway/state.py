@@ -23,6 +23,7 @@ from routing.stats import RuntimeStats
 from .cluster import Cluster
 from .limits import Limits
 from .metrics import observe
+from .proxy.prompt_cache import SessionPrefixes
 from .snapshot import SnapshotStore
 from .usage import UsageRecorder
 
@@ -64,6 +65,7 @@ class Gateway:
         self.limits = Limits(self.recorder)
         self.snapshots = SnapshotStore(self.cluster, self.recorder)
         self.events = EventPublisher()
+        self.prompt_prefixes = SessionPrefixes()  # per session: the messages it sent last (prompt_cache.py)
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
         self.recorder.listeners += [self.observe, self.events.publish]

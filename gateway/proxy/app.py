@@ -79,6 +79,7 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
             body = await conversations.expand(body, ctx.key)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
                             gw=gw, query=scope.get("query_string", b""))
+        exchange.route_info = snapshot.routes.get(plan.route)
         if admission.warning:
             ctx.warning = admission.warning
         if store:
