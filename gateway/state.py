@@ -24,6 +24,7 @@ from .cluster import Cluster
 from .limits import Limits
 from .metrics import observe
 from .proxy.prompt_cache import SessionPrefixes
+from .proxy.response_cache import ResponseCache
 from .snapshot import SnapshotStore
 from .usage import UsageRecorder
 
@@ -66,6 +67,7 @@ class Gateway:
         self.snapshots = SnapshotStore(self.cluster, self.recorder)
         self.events = EventPublisher()
         self.prompt_prefixes = SessionPrefixes()  # per session: the messages it sent last (prompt_cache.py)
+        self.responses = ResponseCache()  # the exact response cache (response_cache.py)
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
         self.recorder.listeners += [self.observe, self.events.publish]

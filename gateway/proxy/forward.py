@@ -33,6 +33,7 @@ from . import prompt_cache
 from .context import RequestContext
 from .hosted_tools import apply_body_options, apply_policy
 from .io import encode_headers, send_bytes
+from .response_cache import StreamCollector
 from .response_ids import ResponseIdRewriter, new_response_id
 from .streams import DecoderTap, OpenAIChatTap, Translator
 from .tokens import count_text, estimate_request
@@ -65,6 +66,7 @@ class Exchange:
         self.on_response = None  # async callable(response object): Responses API conversation store
         self.hosted_tools = "map"  # the route's hosted-tools policy (set by run from the decision)
         self.route_info = None  # the serving route's RouteInfo (caching switches); None: defaults
+        self.cache_slot = None  # response_cache.Slot: store the answer once it is whole
         # Responses clients see a gateway-generated id, never the upstream's (response_ids.py).
         self.response_id = new_response_id() \
             if client_format == "openai_responses" and endpoint == "generate" else None
@@ -336,6 +338,8 @@ class Exchange:
         ctx.status = 200
         self.committed = True
         await send_bytes(self.send, 200, out, "application/json", ctx.response_headers())
+        if self.cache_slot is not None and self.endpoint == "generate":
+            self.cache_slot.store(out, ctx)
 
     async def _relay_stream(self, response: UpstreamResponse, passthrough: bool, upstream_codec,
                             name: str) -> None:
@@ -355,6 +359,7 @@ class Exchange:
             pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
         self.pipeline = pipeline
         capture = ResponsesCapture() if self.on_response is not None else None
+        collector = StreamCollector(self.client_codec) if self.cache_slot is not None else None
         ids = self.id_rewriter = ResponseIdRewriter(self.response_id) if self.response_id else None
         ctx.status = 200  # before the first feed: an error event in the first chunk must stay recorded
         out = pipeline.feed(first)
@@ -371,6 +376,8 @@ class Exchange:
         async def emit(data: bytes) -> None:
             if capture is not None:
                 capture.feed(data)
+            if collector is not None:
+                collector.feed(data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
         if out:
@@ -390,6 +397,12 @@ class Exchange:
             if capture.response is not None:
                 await self.on_response(capture.response)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+        if collector is not None and self.complete:
+            collector.feed(tail)
+            response = collector.response(ctx.usage)
+            if response is not None:
+                body = orjson.dumps(self.client_codec.encode_response(response, self.canonical))
+                self.cache_slot.store(body, ctx)
 
     async def _send_stream_error(self, error: GatewayError) -> None:
         pipeline = getattr(self, "pipeline", None)
