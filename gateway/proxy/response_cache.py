@@ -357,5 +357,21 @@ class RedisBackend:
         return len(keys)
 
 
+def purge_routes(names: list[str]) -> int:
+    """From the admin (a sync view, off the event loop): drop every cached answer of these routes."""
+    if settings.REDIS_URL:
+        async def purge() -> int:
+            backend = RedisBackend(settings.REDIS_URL)
+            try:
+                return sum([await backend.purge(name) for name in names])
+            finally:
+                await backend.client.aclose()
+
+        return asyncio.run(purge())
+    from gateway.models import ResponseCacheEntry
+
+    return ResponseCacheEntry.objects.filter(route__in=names).delete()[0]
+
+
 def _now() -> datetime:
     return datetime.now(tz=timezone.utc)

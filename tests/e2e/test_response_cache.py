@@ -48,6 +48,18 @@ def server(request, gateway):
 
 
 @pytest.fixture
+def admin_client():
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(username="root", defaults={"is_staff": True,
+                                                                                "is_superuser": True})
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def alice():
     return world.alice_key()
 
@@ -211,11 +223,16 @@ def test_anthropic_sdk_parses_a_replayed_stream_with_tool_calls(server, alice, u
     assert len(fake.requests) == 1
 
 
-def test_purge_per_route(gateway, alice, chat_route, fake_openai):
-    import asyncio
+def test_purge_per_route_from_the_admin(server, alice, chat_route, fake_openai, admin_client):
+    from routing.models import Route
 
-    from gateway.proxy.response_cache import DatabaseBackend
-
-    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "miss"
-    assert asyncio.run(DatabaseBackend().purge(chat_route)) == 1
-    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    other = cached_route([(world.provider(fake_openai.url + "/v1", wire_api="chat"), "mock")])
+    assert chat(server, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    assert chat(server, alice, other).headers["x-gateway-cache"] == "miss"
+    time.sleep(0.2)  # stored by a task of its own after the answer
+    page = admin_client.post("/admin/routing/route/", {"action": "purge_response_cache",
+                                                       "_selected_action": [Route.objects.get(name=chat_route).pk]},
+                             follow=True)
+    assert "1 cached answer(s) purged." in page.content.decode()
+    assert chat(server, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    assert chat(server, alice, other).headers["x-gateway-cache"] == "hit"
