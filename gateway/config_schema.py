@@ -30,7 +30,8 @@ def _schema() -> dict:
     route = {"name": Required(STRING), "strategy": Enum(Strategy.values), "description": STRING,
              "session_affinity": BOOL, "context_window_fallback": BOOL,
              "hosted_tools": Enum(HostedTools.values),
-             "prompt_cache": BOOL, "prompt_cache_passthrough": BOOL, "prompt_cache_ttl": Enum(PromptCacheTTL.values),
+             "prompt_cache": BOOL, "prompt_cache_passthrough": BOOL,
+             "prompt_cache_ttl": Enum(PromptCacheTTL.values),
              "response_cache": BOOL, "response_cache_any_temperature": BOOL, "response_cache_ttl": INTEGER,
              "response_cache_max_entries": INTEGER,
              "targets": ListOf(Either(STRING, target)), "rules": ListOf(rule)}

@@ -71,16 +71,17 @@ async def one(session, url, body, headers, stream) -> tuple[float, float]:
         return t, t
 
 
-async def latency(url, headers, model, stream, n) -> list[tuple[float, float]]:
-    body = json.dumps(dict(BODY, model=model, stream=stream)).encode()
+async def latency(url, headers, model, stream, n, extra=None) -> list[tuple[float, float]]:
+    body = json.dumps(dict(BODY, model=model, stream=stream, **(extra or {}))).encode()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         for _ in range(min(50, n)):
             await one(session, url, body, headers, stream)
         return [await one(session, url, body, headers, stream) for _ in range(n)]
 
 
-async def throughput(url, headers, model, stream, concurrency, seconds) -> tuple[float, list[tuple[float, float]], int]:
-    body = json.dumps(dict(BODY, model=model, stream=stream)).encode()
+async def throughput(url, headers, model, stream, concurrency, seconds,
+                     extra=None) -> tuple[float, list[tuple[float, float]], int]:
+    body = json.dumps(dict(BODY, model=model, stream=stream, **(extra or {}))).encode()
     results: list[tuple[float, float]] = []
     errors = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
@@ -128,7 +129,9 @@ providers = [{{"name": "fake", "type": "openai", "base_url": "{upstream}/v1", "m
 if {translated_upstream!r}:
     providers.append({{"name": "fake-anthropic", "type": "anthropic", "base_url": {translated_upstream!r},
                       "model": "mock", "api_key": "sk-x"}})
-import_config({{"providers": providers}})
+# A route answered from the exact response cache after its first request (--cache rows).
+routes = [{{"name": "cached", "targets": ["fake/mock:tokens=50"], "response_cache": True}}]
+import_config({{"providers": providers, "routes": routes}})
 print(key_issue(username="bench")[1])
 """
     key = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, capture_output=True,
@@ -191,6 +194,17 @@ async def main(args) -> None:
             slat = await latency(url, gw_h, f"fake-anthropic/{tok}", True, max(200, args.requests // 4))
             s32["translated"] = (srps, serr, [f for _, f in slat])
 
+        if args.cache:
+            url, zero = gateway + "/v1/chat/completions", {"temperature": 0}
+            hit = [t for t, _ in await latency(url, gw_h, "cached", False, args.requests, zero)]
+            before = cpu_seconds(gateway_pid)
+            hrps, hres, herr = await throughput(url, gw_h, "cached", False, 32, args.seconds, zero)
+            cpu["hit"] = (cpu_seconds(gateway_pid) - before) / max(1, len(hres)) * 1000
+            before = cpu_seconds(gateway_pid)
+            hsrps, hsres, hserr = await throughput(url, gw_h, "cached", True, 32, args.seconds, zero)
+            cpu["stream_hit"] = (cpu_seconds(gateway_pid) - before) / max(1, len(hsres)) * 1000
+            hslat = [f for _, f in await latency(url, gw_h, "cached", True, max(200, args.requests // 4), zero)]
+
         d, g = c1["direct"], c1["gateway"]
         rows.append(("non-stream c=1 p50 latency (ms)", f"{pct(d, 50):.2f}", f"{pct(g, 50):.2f}",
                      f"+{pct(g, 50) - pct(d, 50):.2f} ms"))
@@ -209,6 +223,15 @@ async def main(args) -> None:
                          f"errors: {err}"))
             rows.append(("translated stream c=1 first byte p50 (ms)", "-", f"{pct(ft, 50):.2f}",
                          f"+{pct(ft, 50) - pct(fd, 50):.2f} ms vs direct OpenAI"))
+        if args.cache:
+            rows.append(("cache hit, non-stream c=1 p50 latency (ms)", "-", f"{pct(hit, 50):.2f}",
+                         f"{pct(hit, 50) - pct(d, 50):+.2f} ms vs direct"))
+            rows.append(("cache hit, non-stream c=32 (req/s)", "-", f"{hrps:.0f}",
+                         f"errors: {herr}, CPU {cpu['hit']:.2f} ms/req"))
+            rows.append(("cache hit, stream 50 tok c=32 (streams/s)", "-", f"{hsrps:.0f}",
+                         f"errors: {hserr}, CPU {cpu['stream_hit']:.2f} ms/stream"))
+            rows.append(("cache hit, stream c=1 first byte p50 (ms)", "-", f"{pct(hslat, 50):.2f}",
+                         f"{pct(hslat, 50) - pct(fd, 50):+.2f} ms vs direct"))
         rows.append(("gateway CPU per non-stream request (ms)", "-", f"{cpu['json']:.2f}", "Daphne included"))
         rows.append(("gateway CPU per 50-token stream (ms)", "-", f"{cpu['stream']:.2f}", "Daphne included"))
         if "translated" in cpu:
@@ -234,4 +257,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests for the c=1 latency")
     parser.add_argument("--translated", action="store_true", help="add the OpenAI→Anthropic translated row")
+    parser.add_argument("--cache", action="store_true", help="add the response-cache hit rows")
     asyncio.run(main(parser.parse_args()))

@@ -198,7 +198,8 @@ def _mark(body: dict, where: str, index: int, ttl: str, bedrock: bool) -> int:
             target = body["tools"] = list(body["tools"])
     elif where == "system":
         system = body["system"]
-        target = body["system"] = [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+        target = body["system"] = [{"type": "text", "text": system}] if isinstance(system, str) \
+            else list(system)
     else:
         messages = body["messages"] = list(body["messages"])
         message = messages[index] = dict(messages[index])

@@ -75,7 +75,8 @@ class Slot:
 
     def __init__(self, cache: ResponseCache, key: str, route, write: bool) -> None:
         self.cache, self.key, self.write = cache, key, write
-        self.route, self.ttl, self.max_entries = route.name, route.response_cache_ttl, route.response_cache_max_entries
+        self.route, self.ttl = route.name, route.response_cache_ttl
+        self.max_entries = route.response_cache_max_entries
         self.entry: tuple[bytes, dict] | None = None
         self._flight: asyncio.Future | None = None
         self._writing: asyncio.Future | None = None
@@ -136,7 +137,8 @@ class ResponseCache:
     async def begin(self, ctx, route, client_format: str, endpoint: str, body: dict,
                     headers: dict) -> Slot | None:
         """None: not cached (ctx.cache_status stays "bypass"). A Slot with `entry`: a hit."""
-        if route is None or not route.response_cache or endpoint != "generate" or client_format not in FORMATS:
+        if route is None or not route.response_cache or endpoint != "generate" \
+                or client_format not in FORMATS:
             return None
         read, write = _controls(headers)
         if not (read or write) or not (route.response_cache_any_temperature or deterministic(body)):
@@ -198,16 +200,17 @@ async def replay(exchange, entry: tuple[bytes, dict]) -> None:
     out.append(encoder.close())
     headers["cache-control"] = "no-cache"
     await exchange.send({"type": "http.response.start", "status": 200,
-                         "headers": [(b"content-type", codec.stream_media_type.encode())] + encode_headers(headers)})
+                         "headers": [(b"content-type", codec.stream_media_type.encode())]
+                         + encode_headers(headers)})
     await exchange.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
 
 
 def response_events(response: c.Response) -> list:
     """A whole response as the canonical stream a provider would have sent for it."""
     usage = response.usage
-    events: list = [c.MessageStart(response.id, response.model,
-                                   c.Usage(input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
-                                           cache_write_tokens=usage.cache_write_tokens))]
+    prompt = c.Usage(input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
+                     cache_write_tokens=usage.cache_write_tokens)
+    events: list = [c.MessageStart(response.id, response.model, prompt)]
     for index, block in enumerate(response.content):
         if isinstance(block, c.TextBlock):
             events += [c.BlockStart(index, c.TextBlock("")), c.BlockDelta(index, "text", block.text)]

@@ -158,3 +158,25 @@ def _blocks(body: dict) -> list[dict]:
     for m in body.get("messages") or []:
         out += m["content"] if isinstance(m.get("content"), list) else []
     return [b for b in out if isinstance(b, dict)]
+
+
+def test_config_file_keys_round_trip_and_are_validated(fake_anthropic):
+    from gateway.config_file import ConfigError, export_config, import_config
+    from routing.models import Route
+
+    name = world.unique("cfg-cache")
+    provider = {"name": world.unique("cfg-claude"), "type": "anthropic", "base_url": fake_anthropic.url,
+                "model": MODEL, "api_key": "sk-x"}
+    spec = {"name": name, "targets": [provider["name"]], "prompt_cache_ttl": "1h",
+            "prompt_cache_passthrough": True, "response_cache": True, "response_cache_ttl": 60,
+            "response_cache_max_entries": 10}
+    import_config({"providers": [provider], "routes": [spec]})
+    route = Route.objects.get(name=name)
+    assert (route.prompt_cache, route.prompt_cache_passthrough, route.prompt_cache_ttl) == (True, True, "1h")
+    assert (route.response_cache, route.response_cache_ttl, route.response_cache_max_entries) == (True, 60, 10)
+    exported = next(r for r in export_config()["routes"] if r["name"] == name)
+    assert {k: v for k, v in exported.items() if k.startswith(("prompt_", "response_"))} == {
+        "prompt_cache_ttl": "1h", "prompt_cache_passthrough": True, "response_cache": True,
+        "response_cache_ttl": 60, "response_cache_max_entries": 10}
+    with pytest.raises(ConfigError, match="prompt_cache_ttl"):
+        import_config({"routes": [dict(spec, prompt_cache_ttl="2h")]})
