@@ -180,3 +180,23 @@ def test_config_file_keys_round_trip_and_are_validated(fake_anthropic):
         "response_cache_ttl": 60, "response_cache_max_entries": 10}
     with pytest.raises(ConfigError, match="prompt_cache_ttl"):
         import_config({"routes": [dict(spec, prompt_cache_ttl="2h")]})
+
+
+def test_bedrock_claude_gets_cache_points_it_accepts(gateway, alice, fake_bedrock):
+    from tests.fakes import bedrock as fake_bedrock_module
+
+    p = world.provider(fake_bedrock.url, type="bedrock", api_key="", region=fake_bedrock_module.REGION,
+                       aws_access_key_id=fake_bedrock_module.ACCESS_KEY,
+                       aws_secret_access_key=fake_bedrock_module.SECRET_KEY)
+    route = world.unique("goose-bedrock")
+    world.route(route, [(p, "anthropic.claude-sonnet-4-v1:0")])
+    session = "goose-br-" + uuid.uuid4().hex[:6]
+    for messages in goose_turns(3):
+        r = post_goose(gateway, alice, route, messages, session)
+        assert r.status_code == 200, r.text
+    sent = fake_bedrock.requests[-1].body
+    points = [b for m in sent["messages"] for b in m["content"] if "cachePoint" in b]
+    assert 1 <= len(points) + sum("cachePoint" in b for b in sent.get("system") or []) \
+        + sum("cachePoint" in t for t in sent["toolConfig"]["tools"]) <= 4
+    assert all(b == {"cachePoint": {"type": "default"}} for b in points)
+    assert not fake_bedrock.rejected
