@@ -241,3 +241,23 @@ def test_purge_per_route_from_the_admin(server, alice, chat_route, fake_openai, 
     assert "1 cached answer(s) purged." in page.content.decode()
     assert chat(server, alice, chat_route).headers["x-gateway-cache"] == "miss"
     assert chat(server, alice, other).headers["x-gateway-cache"] == "hit"
+
+
+def test_an_ollama_client_gets_a_replayed_ndjson_stream_with_tool_calls(gateway, alice, fake_openai):
+    p = world.provider(fake_openai.url + "/v1", wire_api="chat")
+    route = cached_route([(p, "mock:tools")])
+    seen = []
+    for _ in range(2):
+        r = httpx.post(f"{gateway.url}/k/{alice}/api/chat", timeout=30,
+                       json={"model": route, "tools": TOOLS, "options": {"temperature": 0},
+                             "messages": [{"role": "user", "content": "list"}]})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in r.text.splitlines() if line]
+        assert lines[-1]["done"] is True and all(not line["done"] for line in lines[:-1])
+        calls = [c["function"] for line in lines for c in line["message"].get("tool_calls") or []]
+        seen.append((r.headers["x-gateway-cache"], calls, lines[-1]["eval_count"],
+                     lines[-1]["prompt_eval_count"]))
+    assert seen[0][0] == "miss" and seen[1][0] == "hit"
+    assert seen[0][1] == [{"name": "tree", "arguments": {"path": "src", "depth": 2}}]
+    assert seen[1][1:] == seen[0][1:]
+    assert len(fake_openai.requests) == 1
