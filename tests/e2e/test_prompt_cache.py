@@ -173,7 +173,8 @@ def test_config_file_keys_round_trip_and_are_validated(fake_anthropic):
     import_config({"providers": [provider], "routes": [spec]})
     route = Route.objects.get(name=name)
     assert (route.prompt_cache, route.prompt_cache_passthrough, route.prompt_cache_ttl) == (True, True, "1h")
-    assert (route.response_cache, route.response_cache_ttl, route.response_cache_max_entries) == (True, 60, 10)
+    assert (route.response_cache, route.response_cache_ttl) == (True, 60)
+    assert route.response_cache_max_entries == 10
     exported = next(r for r in export_config()["routes"] if r["name"] == name)
     assert {k: v for k, v in exported.items() if k.startswith(("prompt_", "response_"))} == {
         "prompt_cache_ttl": "1h", "prompt_cache_passthrough": True, "response_cache": True,
@@ -200,3 +201,20 @@ def test_bedrock_claude_gets_cache_points_it_accepts(gateway, alice, fake_bedroc
         + sum("cachePoint" in t for t in sent["toolConfig"]["tools"]) <= 4
     assert all(b == {"cachePoint": {"type": "default"}} for b in points)
     assert not fake_bedrock.rejected
+
+
+def test_openai_upstreams_keep_the_prompt_cache_key(gateway, alice, fake_openai):
+    chat_provider = world.provider(fake_openai.url + "/v1", wire_api="chat")
+    # A Responses client (Codex sends prompt_cache_key) translated to chat completions.
+    r = httpx.post(gateway.url + "/v1/responses", headers={"authorization": f"Bearer {alice}"}, timeout=30,
+                   json={"model": f"{chat_provider.name}/mock", "input": "hi", "prompt_cache_key": "codex-abc"})
+    assert r.status_code == 200, r.text
+    assert fake_openai.last().body["prompt_cache_key"] == "codex-abc"
+    # An Anthropic client with a session: the session id is the key.
+    r = httpx.post(gateway.url + "/v1/messages", timeout=30,
+                   headers={"x-api-key": alice, "anthropic-version": "2023-06-01",
+                            "x-claude-code-session-id": "cc-session-1"},
+                   json={"model": f"{chat_provider.name}/mock", "max_tokens": 100,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+    assert fake_openai.last().body["prompt_cache_key"] == "cc-session-1"
