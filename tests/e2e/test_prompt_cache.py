@@ -207,7 +207,8 @@ def test_openai_upstreams_keep_the_prompt_cache_key(gateway, alice, fake_openai)
     chat_provider = world.provider(fake_openai.url + "/v1", wire_api="chat")
     # A Responses client (Codex sends prompt_cache_key) translated to chat completions.
     r = httpx.post(gateway.url + "/v1/responses", headers={"authorization": f"Bearer {alice}"}, timeout=30,
-                   json={"model": f"{chat_provider.name}/mock", "input": "hi", "prompt_cache_key": "codex-abc"})
+                   json={"model": f"{chat_provider.name}/mock", "input": "hi",
+                         "prompt_cache_key": "codex-abc"})
     assert r.status_code == 200, r.text
     assert fake_openai.last().body["prompt_cache_key"] == "codex-abc"
     # An Anthropic client with a session: the session id is the key.
