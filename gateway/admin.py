@@ -211,6 +211,15 @@ class RouteAdmin(RoutingRouteAdmin):
     """Routing's Route admin plus the route tester page, which needs the gateway's
     snapshot builder and live stats (routing sits below the gateway)."""
 
+    actions = ["purge_response_cache"]
+
+    @admin.action(description="Purge the response cache of the selected routes")
+    def purge_response_cache(self, request, queryset):
+        from .proxy.response_cache import purge_routes
+
+        count = purge_routes([r.name for r in queryset])
+        self.message_user(request, f"{count} cached answer(s) purged.")
+
     def get_urls(self):
         return [path("tester/", self.admin_site.admin_view(self.tester_view), name="routing_route_tester")] \
             + super().get_urls()

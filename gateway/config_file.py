@@ -33,6 +33,7 @@ from django.db import transaction
 
 from providers.models import Provider, ProviderModel, ProviderType
 from routing.models import HostedTools, Route, RouteTarget
+from routing.selectors import CACHE_FIELDS
 
 from .snapshot import DEFAULT_ROUTE
 
@@ -153,6 +154,9 @@ def import_config(data: dict, source: str = "config", check: bool = False) -> di
                 raise ConfigError(f"route `{route.name}`: hosted_tools must be one of "
                                   f"{', '.join(HostedTools.values)}, not `{spec['hosted_tools']}`")
             route.hosted_tools = spec["hosted_tools"]
+        for field in CACHE_FIELDS:  # types and enums checked by config_schema before anything is written
+            if field in spec:
+                setattr(route, field, spec[field])
         route.save()
         targets = []
         for item in spec.get("targets") or []:
@@ -249,6 +253,9 @@ def export_config(include_secrets: bool = False) -> dict:
                 spec[flag] = False
         if r.hosted_tools != HostedTools.MAP:
             spec["hosted_tools"] = r.hosted_tools
+        for field in CACHE_FIELDS:
+            if getattr(r, field) != Route._meta.get_field(field).default:
+                spec[field] = getattr(r, field)
         rules = []
         for rule in r.rules.all():
             item = {"name": rule.name, "when": rule.conditions}

@@ -11,7 +11,7 @@ from providers.schema import (ANY_MAPPING, BOOL, INTEGER, NUMBER, STRING, Either
 
 def _schema() -> dict:
     from providers.models import ProviderType
-    from routing.models import HostedTools, Strategy
+    from routing.models import HostedTools, PromptCacheTTL, Strategy
 
     model = {"id": Required(STRING), "context_window": INTEGER, "deployment": STRING, "input_price": NUMBER,
              "output_price": NUMBER, "cache_read_price": NUMBER, "cache_write_price": NUMBER,
@@ -31,6 +31,10 @@ def _schema() -> dict:
     route = {"name": Required(STRING), "strategy": Enum(Strategy.values), "description": STRING,
              "session_affinity": BOOL, "context_window_fallback": BOOL,
              "hosted_tools": Enum(HostedTools.values),
+             "prompt_cache": BOOL, "prompt_cache_passthrough": BOOL,
+             "prompt_cache_ttl": Enum(PromptCacheTTL.values),
+             "response_cache": BOOL, "response_cache_any_temperature": BOOL, "response_cache_ttl": INTEGER,
+             "response_cache_max_entries": INTEGER,
              "targets": ListOf(Either(STRING, target)), "rules": ListOf(rule)}
     routing = {"default": STRING, "fallback": Either(STRING, ListOf(STRING)),
                "hosted_tools": Enum(HostedTools.values)}

@@ -116,6 +116,10 @@ class UsageRecord(models.Model):
     client_disconnected = models.BooleanField(default=False)
     dropped_tools = models.JSONField(default=list, blank=True,
                                      help_text="Hosted tools left out of the upstream request (route policy).")
+    cache_hit = models.BooleanField(default=False, help_text="Answered from the gateway's response cache: "
+                                                             "no upstream call, cost 0.")
+    saved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0,
+                                    help_text="A cache hit: what the cached answer cost when it was fetched.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -204,3 +208,18 @@ class RollupState(models.Model):
 
     name = models.CharField(max_length=40, unique=True)
     through = models.DateTimeField()
+
+
+class ResponseCacheEntry(models.Model):
+    """One cached answer of the exact response cache (gateway/proxy/response_cache.py), when
+    REDIS_URL is unset. `key` hashes the normalised request and its user scope."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    route = models.CharField(max_length=200)
+    body = models.BinaryField(help_text="The answer in the client's format (a whole JSON body).")
+    meta = models.JSONField(default=dict, help_text="provider, model, usage and cost of the original answer")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["route", "created_at"])]

@@ -26,6 +26,8 @@ from . import access_log
 from .cluster import Cluster
 from .limits import Limits
 from .metrics import observe
+from .proxy.prompt_cache import SessionPrefixes
+from .proxy.response_cache import ResponseCache
 from .snapshot import SnapshotStore
 from .usage import UsageRecorder
 
@@ -67,6 +69,8 @@ class Gateway:
         self.limits = Limits(self.recorder)
         self.snapshots = SnapshotStore(self.cluster, self.recorder)
         self.events = EventPublisher()
+        self.prompt_prefixes = SessionPrefixes()  # per session: the messages it sent last (prompt_cache.py)
+        self.responses = ResponseCache()  # the exact response cache (response_cache.py)
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
         # Graceful drain (gateway.daphne_main): `draining` once SIGTERM arrived (no new

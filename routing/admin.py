@@ -30,7 +30,9 @@ class RouteAdmin(admin.ModelAdmin):
     list_filter = ("strategy", "enabled")
     search_fields = ("name", "description")
     fields = ("name", "strategy", "description", "enabled", "session_affinity", "context_window_fallback",
-              "hosted_tools")
+              "hosted_tools", "prompt_cache", "prompt_cache_passthrough", "prompt_cache_ttl",
+              "response_cache", "response_cache_any_temperature", "response_cache_ttl",
+              "response_cache_max_entries")
     inlines = [RouteTargetInline, RouteRuleInline]
 
     def get_queryset(self, request):

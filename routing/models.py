@@ -16,6 +16,13 @@ class HostedTools(models.TextChoices):
     REFUSE = "refuse", "Refuse the request (400)"
 
 
+class PromptCacheTTL(models.TextChoices):
+    """How long a provider keeps a prompt prefix the gateway marks (Anthropic, Bedrock): a 1-hour write
+    costs twice the input price, a 5-minute one 1.25 times; reads cost a tenth either way."""
+    FIVE_MINUTES = "5m", "5 minutes"
+    ONE_HOUR = "1h", "1 hour"
+
+
 class Route(models.Model):
     """A client-visible model alias and the ordered targets behind it."""
 
@@ -34,6 +41,22 @@ class Route(models.Model):
         help_text="Hosted tools offered by the client (web_search …) on a target of another API: map to the "
                   "target's native tool where one exists, else drop (named in x-gateway-dropped-tools), or "
                   "refuse. A tool_choice that forces a hosted tool the target lacks is always refused.")
+    prompt_cache = models.BooleanField(
+        default=True, help_text="Place prompt-cache breakpoints (tools, system, the turns already sent) on "
+                                "translated requests to Anthropic and Bedrock targets.")
+    prompt_cache_passthrough = models.BooleanField(
+        default=False, help_text="Also on same-format (passthrough) requests that carry no cache markers of their "
+                                 "own. Markers a client set are never moved or dropped.")
+    prompt_cache_ttl = models.CharField(max_length=2, choices=PromptCacheTTL.choices,
+                                        default=PromptCacheTTL.FIVE_MINUTES)
+    response_cache = models.BooleanField(
+        default=False, help_text="Answer repeated identical deterministic requests (temperature 0) from the "
+                                 "gateway's response cache, scoped per user.")
+    response_cache_any_temperature = models.BooleanField(
+        default=False, help_text="Also cache requests that are not deterministic (temperature unset or above 0).")
+    response_cache_ttl = models.PositiveIntegerField(default=3600, help_text="Seconds a cached answer is served.")
+    response_cache_max_entries = models.PositiveIntegerField(
+        default=1000, help_text="Size bound per route: the oldest entries are evicted beyond it.")
 
     class Meta:
         ordering = ["name"]

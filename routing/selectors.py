@@ -21,7 +21,13 @@ def route_info(route: Route) -> RouteInfo:
     rules = tuple(info for info in (rule.to_info() for rule in route.rules.all() if rule.enabled)
                   if info is not None)
     return RouteInfo(route.name, route.strategy, targets, rules=rules, session_affinity=route.session_affinity,
-                     context_window_fallback=route.context_window_fallback, hosted_tools=route.hosted_tools)
+                     context_window_fallback=route.context_window_fallback, hosted_tools=route.hosted_tools,
+                     **{f: getattr(route, f) for f in CACHE_FIELDS})
+
+
+# Route fields copied as they are onto RouteInfo (and config files): the caching switches.
+CACHE_FIELDS = ("prompt_cache", "prompt_cache_passthrough", "prompt_cache_ttl", "response_cache",
+                "response_cache_any_temperature", "response_cache_ttl", "response_cache_max_entries")
 
 
 def provider_health() -> tuple[dict[str, str], dict[str, float]]:

@@ -60,6 +60,13 @@ class RouteInfo:
     session_affinity: bool = True
     context_window_fallback: bool = True  # skip too-small targets; retry larger ones on a context error
     hosted_tools: str = "map"  # map | drop | refuse (routing.models.HostedTools)
+    prompt_cache: bool = True  # breakpoints on translated Anthropic/Bedrock requests (proxy/prompt_cache.py)
+    prompt_cache_passthrough: bool = False  # …and on passthrough ones without client markers
+    prompt_cache_ttl: str = "5m"  # 5m | 1h
+    response_cache: bool = False  # gateway.proxy.response_cache
+    response_cache_any_temperature: bool = False
+    response_cache_ttl: int = 3600  # seconds
+    response_cache_max_entries: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,16 +78,17 @@ async def one(session, url, body, headers, stream) -> tuple[float, float]:
         return t, t
 
 
-async def latency(url, headers, model, stream, n) -> list[tuple[float, float]]:
-    body = json.dumps(dict(BODY, model=model, stream=stream)).encode()
+async def latency(url, headers, model, stream, n, extra=None) -> list[tuple[float, float]]:
+    body = json.dumps(dict(BODY, model=model, stream=stream, **(extra or {}))).encode()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         for _ in range(min(50, n)):
             await one(session, url, body, headers, stream)
         return [await one(session, url, body, headers, stream) for _ in range(n)]
 
 
-async def throughput(url, headers, model, stream, concurrency, seconds) -> tuple[float, list[tuple[float, float]], int]:
-    body = json.dumps(dict(BODY, model=model, stream=stream)).encode()
+async def throughput(url, headers, model, stream, concurrency, seconds,
+                     extra=None) -> tuple[float, list[tuple[float, float]], int]:
+    body = json.dumps(dict(BODY, model=model, stream=stream, **(extra or {}))).encode()
     results: list[tuple[float, float]] = []
     errors = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
@@ -135,7 +136,9 @@ providers = [{{"name": "fake", "type": "openai", "base_url": "{upstream}/v1", "m
 if {translated_upstream!r}:
     providers.append({{"name": "fake-anthropic", "type": "anthropic", "base_url": {translated_upstream!r},
                       "model": "mock", "api_key": "sk-x"}})
-import_config({{"providers": providers}})
+# A route answered from the exact response cache after its first request (--cache rows).
+routes = [{{"name": "cached", "targets": ["fake/mock:tokens=50"], "response_cache": True}}]
+import_config({{"providers": providers, "routes": routes}})
 print(key_issue(username="bench")[1])
 """
     key = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, capture_output=True,
@@ -216,6 +219,8 @@ async def main(args) -> None:
                     m["translated"] = (srps, serr, [f for _, f in slat])
                 results[name].append(m)
         report(results, clients)
+        if args.cache:
+            await cache_hits(args, gateways[clients[0]], gw_h, results["direct"][-1])
         if args.workers:
             for _, pid in gateways.values():  # free the cores for the scaling runs; the fakes stay
                 for p in procs:
@@ -283,6 +288,25 @@ def report(results: dict[str, list[dict]], clients: list[str]) -> None:
                           + ", ".join(f"{r:.2f}" for r in ratios) + f" (median {ratios[len(ratios) // 2]:.2f})")
 
 
+async def cache_hits(args, gateway: tuple[str, int], gw_h: dict, direct: dict) -> None:
+    """Response-cache hits (route `cached`, temperature 0) on one gateway process."""
+    url, pid = gateway[0] + "/v1/chat/completions", gateway[1]
+    zero, tok = {"temperature": 0}, "cached"
+    hit = [t for t, _ in await latency(url, gw_h, tok, False, args.requests, zero)]
+    before = cpu_seconds(pid)
+    hrps, hres, herr = await throughput(url, gw_h, tok, False, 32, args.seconds, zero)
+    cpu_hit = (cpu_seconds(pid) - before) / max(1, len(hres)) * 1000
+    before = cpu_seconds(pid)
+    hsrps, hsres, hserr = await throughput(url, gw_h, tok, True, 32, args.seconds, zero)
+    cpu_stream_hit = (cpu_seconds(pid) - before) / max(1, len(hsres)) * 1000
+    hslat = [f for _, f in await latency(url, gw_h, tok, True, max(200, args.requests // 4), zero)]
+    d, fd = direct["c1"], direct["s32"][2]
+    print(f"cache hit, non-stream c=1 p50 latency (ms): {pct(hit, 50):.2f} ({pct(hit, 50) - pct(d, 50):+.2f} vs direct)")
+    print(f"cache hit, non-stream c=32: {hrps:.0f} req/s, errors {herr}, CPU {cpu_hit:.2f} ms/req")
+    print(f"cache hit, stream 50 tok c=32: {hsrps:.0f} streams/s, errors {hserr}, CPU {cpu_stream_hit:.2f} ms/stream")
+    print(f"cache hit, stream c=1 first byte p50 (ms): {pct(hslat, 50):.2f} ({pct(hslat, 50) - pct(fd, 50):+.2f} vs direct)")
+
+
 async def scaling(args, env: dict, headers: dict, upstream: str) -> None:
     """1 worker vs. N workers of `manage.py serve` (one socket), side by side in one run,
     alternating (1, N, 1, N, ...) so that drift in the machine's load hits both alike.
@@ -331,4 +355,5 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=0,
                         help="also compare `serve --workers 1` with `--workers N` (throughput, latency, ratio)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections for the workers comparison")
+    parser.add_argument("--cache", action="store_true", help="add the response-cache hit rows")
     asyncio.run(main(parser.parse_args()))

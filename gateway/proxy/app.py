@@ -24,7 +24,7 @@ from routing.features import extract_features, session_id
 from routing.planner import plan_request
 from routing.router import ResolutionError
 
-from . import conversations
+from . import conversations, response_cache
 from .auth import authenticate
 from .context import RequestContext
 from .doors import (AnthropicCountTokensDoor, AnthropicMessagesDoor, FrontDoor, OllamaChatDoor,
@@ -79,12 +79,22 @@ async def serve(gw: Gateway, door: FrontDoor, scope: dict, receive, send, path_k
             body = await conversations.expand(body, ctx.key)
         exchange = Exchange(ctx, door.format, door.endpoint, body, send, scope["headers"], stream=ctx.stream,
                             gw=gw, query=scope.get("query_string", b""))
+        exchange.route_info = snapshot.routes.get(plan.route)
         if admission.warning:
             ctx.warning = admission.warning
         if store:
             exchange.on_response = lambda response, items=conversations.as_items(body.get("input")): \
                 conversations.save(response, items, ctx.key)
-        await exchange.run(plan, decision, snapshot)
+        slot = await gw.responses.begin(ctx, exchange.route_info, door.format, door.endpoint, body, headers)
+        if slot is not None and slot.entry is not None:
+            await response_cache.replay(exchange, slot.entry)
+            return
+        exchange.cache_slot = slot
+        try:
+            await exchange.run(plan, decision, snapshot)
+        finally:
+            if slot is not None:
+                slot.finish()
     except GatewayError as exc:
         ctx.fail(exc.status, exc.type, exc.message)
         if exchange is None or not exchange.committed:

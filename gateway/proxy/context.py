@@ -24,7 +24,7 @@ class RequestContext:
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type",
                  "error_message", "usage", "ttft", "attempts", "session_id", "disconnected", "recorded",
                  "chunks", "warning", "price", "billable", "limit_headers",
-                 "dropped_tools")
+                 "dropped_tools", "cache_status", "saved_usd")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -55,6 +55,8 @@ class RequestContext:
         self.billable = False  # the last attempt reached a provider that did not refuse it
         self.limit_headers: dict[str, str] | None = None  # x-ratelimit-* where RPM/TPM limits apply
         self.dropped_tools: list[str] = []  # hosted tools left out upstream: x-gateway-dropped-tools
+        self.cache_status = "bypass"  # x-gateway-cache: hit | miss | bypass (response_cache.py)
+        self.saved_usd = 0.0  # a cache hit: what the cached answer cost upstream
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
@@ -106,6 +108,8 @@ class RequestContext:
             "session_id": self.session_id[:200],
             "client_disconnected": self.disconnected,
             "dropped_tools": self.dropped_tools,
+            "cache_hit": self.cache_status == "hit",
+            "saved_usd": round(self.saved_usd, 8),
         }
 
     def response_headers(self) -> dict[str, str]:
@@ -115,7 +119,7 @@ class RequestContext:
             "x-gateway-provider": _header_safe(self.provider),
             "x-gateway-model": _header_safe(self.model),
             "x-gateway-attempts": str(len(self.attempts)),
-            "x-gateway-cache": "bypass",
+            "x-gateway-cache": self.cache_status,
             "x-gateway-rule": _header_safe(self.rule),
             "x-gateway-candidates": _header_safe(",".join(self.candidates[:8])),
         }

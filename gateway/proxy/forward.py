@@ -29,9 +29,11 @@ from providers.output_limits import max_output_tokens
 from routing.planner import larger_context_candidates
 from routing.router import Candidate, Plan
 
+from . import prompt_cache
 from .context import RequestContext
 from .hosted_tools import apply_body_options, apply_policy
 from .io import encode_headers, send_bytes
+from .response_cache import StreamCollector
 from .response_ids import ResponseIdRewriter, new_response_id
 from .streams import DecoderTap, OpenAIChatTap, Translator
 from .tokens import count_text, estimate_request
@@ -63,6 +65,8 @@ class Exchange:
         self._canonical: c.Request | None = None
         self.on_response = None  # async callable(response object): Responses API conversation store
         self.hosted_tools = "map"  # the route's hosted-tools policy (set by run from the decision)
+        self.route_info = None  # the serving route's RouteInfo (caching switches); None: defaults
+        self.cache_slot = None  # response_cache.Slot: store the answer once it is whole
         # Responses clients see a gateway-generated id, never the upstream's (response_ids.py).
         self.response_id = new_response_id() \
             if client_format == "openai_responses" and endpoint == "generate" else None
@@ -220,6 +224,8 @@ class Exchange:
             body = upstream_codec.encode_request(translated)
             if mapped:
                 apply_body_options(body, mapped, provider.type)
+        if self.endpoint == "generate":
+            self._prompt_cache(body, upstream_format, candidate.model, passthrough, provider.type)
         upstream = adapter.build(provider, candidate.model, body, self.endpoint, upstream_format, self.stream,
                                  orjson.dumps, self.client_headers if passthrough else None)
         if passthrough and self.query:
@@ -260,6 +266,31 @@ class Exchange:
                 await self._relay_body(response, passthrough, upstream_codec, provider.name)
         finally:
             response.close()
+
+    def _prompt_cache(self, body: dict, upstream_format: str, model: str, passthrough: bool,
+                      provider_type: str) -> None:
+        """Cache breakpoints on the stable prefix (prompt_cache.py); OpenAI's prompt_cache_key
+        kept where a translation would lose it. A 1-hour TTL is priced at its write rate."""
+        route, ctx = self.route_info, self.ctx
+        if prompt_cache.applies(upstream_format, model, passthrough, route):
+            ttl = route.prompt_cache_ttl if route is not None else "5m"
+            session = ctx.session_id or self._session_fallback()
+            added = prompt_cache.place(body, upstream_format, model, ttl, session, self.gw.prompt_prefixes,
+                                       passthrough)
+            if added:
+                ctx.attempts[-1]["cache_breakpoints"] = added
+                if ttl == "1h":
+                    ctx.price = prompt_cache.one_hour_price(ctx.price)
+        elif provider_type == "openai" and not passthrough and upstream_format.startswith("openai_"):
+            prompt_cache.prompt_cache_key(body, self.body, ctx.session_id)
+
+    def _session_fallback(self) -> str:
+        """No session id from the client: the key, the route and the first message stand in
+        (an agent's conversation keeps its first message)."""
+        messages = self.body.get("messages") or self.body.get("input")
+        first = messages[0] if isinstance(messages, list) and messages else messages
+        key = self.ctx.key
+        return f"{key.id if key else ''}\x00{self.ctx.route}\x00{hash(orjson.dumps(first))}"
 
     async def _relay_body(self, response: UpstreamResponse, passthrough: bool, upstream_codec,
                           name: str) -> None:
@@ -309,6 +340,8 @@ class Exchange:
         ctx.status = 200
         self.committed = True
         await send_bytes(self.send, 200, out, "application/json", ctx.response_headers())
+        if self.cache_slot is not None and self.endpoint == "generate":
+            self.cache_slot.store(out, ctx)
 
     async def _relay_stream(self, response: UpstreamResponse, passthrough: bool, upstream_codec,
                             name: str) -> None:
@@ -328,6 +361,7 @@ class Exchange:
             pipeline = Translator(ctx, upstream_codec, self.client_codec, self.canonical)
         self.pipeline = pipeline
         capture = ResponsesCapture() if self.on_response is not None else None
+        collector = StreamCollector(self.client_codec) if self.cache_slot is not None else None
         ids = self.id_rewriter = ResponseIdRewriter(self.response_id) if self.response_id else None
         ctx.status = 200  # before the first feed: an error event in the first chunk must stay recorded
         out = pipeline.feed(first)
@@ -344,6 +378,8 @@ class Exchange:
         async def emit(data: bytes) -> None:
             if capture is not None:
                 capture.feed(data)
+            if collector is not None:
+                collector.feed(data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
         if out:
@@ -363,6 +399,12 @@ class Exchange:
             if capture.response is not None:
                 await self.on_response(capture.response)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+        if collector is not None and self.complete:
+            collector.feed(tail)
+            response = collector.response(ctx.usage)
+            if response is not None:
+                body = orjson.dumps(self.client_codec.encode_response(response, self.canonical))
+                self.cache_slot.store(body, ctx)
 
     async def _send_stream_error(self, error: GatewayError) -> None:
         pipeline = getattr(self, "pipeline", None)

@@ -21,6 +21,14 @@ Behaviour via the model name, as in base.py, plus:
     mock:context_length      400 "prompt is too long: 250000 tokens > 200000 maximum"
     mock:length              stop_reason max_tokens
     mock:cached=100          report that many prompt tokens read from the cache
+
+Prompt caching, faithfully (without the two flags above): the prompt is read as the API
+does, tools -> system -> messages, block by block. A block carrying `cache_control` is a
+breakpoint; a request reads the longest prefix ending at a breakpoint, or at most 20 blocks
+before one, that an earlier request wrote (and that has not expired: 5m or 1h, refreshed
+on every read), and writes the prefix up to its last breakpoint when that is at least the
+model's minimum cacheable length. `cache_read_input_tokens` / `cache_creation_input_tokens`
+report those lengths and `input_tokens` only the rest. More than 4 breakpoints: a 400.
 (`no_usage` omits usage from the non-stream body and from message_start; message_delta
 keeps `output_tokens`, which the official SDKs require.)
 """
@@ -31,6 +39,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 
 from aiohttp import web
 
@@ -143,7 +152,85 @@ def input_tokens_of(body: dict) -> int:
     return max(1, len(json.dumps(seen)) // 4)
 
 
+MAX_BREAKPOINTS = 4
+LOOKBACK = 20  # blocks the API checks before a breakpoint for an earlier write
+_MINIMUMS = (("opus-4-5", 4096), ("haiku-4-5", 4096), ("3-5-haiku", 2048), ("3-haiku", 2048))
+
+
+def prompt_blocks(body: dict) -> list[tuple[str, int, dict | None]]:
+    """(canonical JSON without markers, tokens, cache_control) per block, in prompt order."""
+    out = []
+
+    def add(block) -> None:
+        if not isinstance(block, dict):
+            block = {"type": "text", "text": block}
+        marker = block.get("cache_control")
+        bare = json.dumps({k: v for k, v in block.items() if k != "cache_control"}, sort_keys=True)
+        out.append((bare, max(1, len(bare) // 4), marker))
+
+    for tool in body.get("tools") or []:
+        add(tool)
+    system = body.get("system")
+    for block in ([system] if isinstance(system, str) else system or []):
+        add(block)
+    for m in body.get("messages") or []:
+        content = m.get("content")
+        for block in [content] if isinstance(content, str) else content or []:
+            add({"role": m.get("role"), **block} if isinstance(block, dict) else {"role": m.get("role"),
+                                                                                    "text": block})
+    return out
+
+
+class PromptCache:
+    """Prefix hash -> expiry (monotonic seconds): what earlier requests wrote."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[float, float]] = {}  # prefix hash -> (expiry, ttl)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def usage(self, body: dict) -> tuple[int, int, int] | None:
+        """(read, written, total) tokens, or None when the request has no breakpoint."""
+        blocks = prompt_blocks(body)
+        points = [i for i, b in enumerate(blocks) if b[2]]
+        if not points:
+            return None
+        now = time.monotonic()
+        prefix_hash, ends, hashes = 0, [], []
+        for bare, tokens, _ in blocks:
+            prefix_hash = hash((prefix_hash, bare))
+            hashes.append(prefix_hash)
+            ends.append((ends[-1] if ends else 0) + tokens)
+        read_at = -1
+        for point in points:
+            for i in range(point, max(-1, point - LOOKBACK - 1), -1):
+                entry = self.entries.get(hashes[i])
+                if entry is not None and entry[0] > now:
+                    if i > read_at:
+                        read_at = i
+                    self.entries[hashes[i]] = (now + entry[1], entry[1])  # refreshed on a hit
+                    break
+        read = ends[read_at] if read_at >= 0 else 0
+        minimum = next((n for key, n in _MINIMUMS if key in str(body.get("model"))), 1024)
+        written = 0
+        for point in points:
+            if point > read_at and ends[point] >= minimum:
+                ttl = 3600.0 if (blocks[point][2] or {}).get("ttl") == "1h" else 300.0
+                self.entries[hashes[point]] = (now + ttl, ttl)
+                written = ends[point] - read
+        return read, written, ends[-1]
+
+
 class FakeAnthropic(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompt_cache = PromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.prompt_cache.clear()
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
@@ -231,7 +318,11 @@ class FakeAnthropic(FakeServer):
             return failed
         return web.json_response({"input_tokens": input_tokens_of(body)})
 
-    def usage(self, body: dict, behaviour: Behaviour, output_tokens: int) -> dict:
+    def usage(self, body: dict, behaviour: Behaviour, output_tokens: int, cached=None) -> dict:
+        if cached is not None and not (behaviour.cached or behaviour.flags.get("cache_write")):
+            read, written, total = cached
+            return {"input_tokens": max(0, total - read - written), "cache_creation_input_tokens": written,
+                    "cache_read_input_tokens": read, "output_tokens": output_tokens, "service_tier": "standard"}
         return {"input_tokens": input_tokens_of(body),
                 "cache_creation_input_tokens": int(behaviour.flags.get("cache_write") or 0),
                 "cache_read_input_tokens": behaviour.cached, "output_tokens": output_tokens,
@@ -282,12 +373,18 @@ class FakeAnthropic(FakeServer):
         behaviour = Behaviour.parse(body.get("model", ""))
         if "context_length" in behaviour.flags:
             return error_response(400, "prompt is too long: 250000 tokens > 200000 maximum")
+        markers = sum(1 for b in prompt_blocks(body) if b[2])
+        if markers > MAX_BREAKPOINTS:
+            problem = f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {markers}."
+            self.rejected.append(problem)
+            return error_response(400, problem)
         request["stream"] = bool(body.get("stream"))
         failed = await self.maybe_fail(request, behaviour, anthropic_error_body)
         if failed is not None:
             if failed.status == 429 and "retry-after" not in failed.headers:
                 failed.headers["retry-after"] = "1"  # Anthropic always sends one with a 429
             return failed
+        cached = self.prompt_cache.usage(body)  # (read, written, total) or None: no breakpoint
 
         uses = self.tool_uses(body, behaviour)
         words = [] if uses else behaviour.words()
@@ -312,7 +409,7 @@ class FakeAnthropic(FakeServer):
             out = {"id": ident, "type": "message", "role": "assistant", "model": behaviour.model,
                    "content": content, "stop_reason": stop, "stop_sequence": None}
             if not behaviour.no_usage:
-                out["usage"] = self.usage(body, behaviour, output_tokens)
+                out["usage"] = self.usage(body, behaviour, output_tokens, cached)
                 if searched:
                     out["usage"]["server_tool_use"] = {"web_search_requests": 1}
             return web.json_response(out, headers=headers)
@@ -320,7 +417,7 @@ class FakeAnthropic(FakeServer):
         message = {"id": ident, "type": "message", "role": "assistant", "model": behaviour.model, "content": [],
                    "stop_reason": None, "stop_sequence": None}
         if not behaviour.no_usage:
-            message["usage"] = self.usage(body, behaviour, 1)
+            message["usage"] = self.usage(body, behaviour, 1, cached)
         chunks = [event_bytes("message_start", {"type": "message_start", "message": message})]
         index = 0
         pinged = False

@@ -91,7 +91,9 @@ class TestRouteRule:
 class TestRouteAdmin:
     def form(self, route, **rule) -> dict:
         data = {"name": route.name, "strategy": "weighted", "description": "", "enabled": "on",
-                "session_affinity": "on", "context_window_fallback": "on", "hosted_tools": "map"}
+                "session_affinity": "on", "context_window_fallback": "on", "hosted_tools": "map",
+                "prompt_cache": "on", "prompt_cache_ttl": "5m", "response_cache_ttl": 3600,
+                "response_cache_max_entries": 1000}
         for prefix, total in (("targets", 0), ("rules", 1)):
             data.update({f"{prefix}-TOTAL_FORMS": total, f"{prefix}-INITIAL_FORMS": 0,
                          f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 1000})

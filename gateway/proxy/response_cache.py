@@ -1,0 +1,380 @@
+"""The exact response cache: a repeated identical request (CI jobs, evaluation runs, a
+retry after a client crash) answered by the gateway without an upstream call.
+
+Per route (Route.response_cache, off by default): only deterministic requests
+(temperature 0) unless the route opts in for any temperature; TTL and a size bound per
+route (the oldest entries evicted). The key hashes the normalised request (the serving
+route, the client's format and its body without the stream switches) and its scope,
+the user (else the key): no answer crosses users. Stored in Redis when REDIS_URL is set
+(every process shares it), else in the database (gateway.models.ResponseCacheEntry).
+
+An answer is stored whole in the client's format; a streaming request is answered from
+it as a proper stream, the canonical events of the stored response run through the
+client codec's own stream encoder (the bytes a translated upstream stream gets).
+
+Request controls: `cache-control: no-store` or `x-gateway-cache: bypass` skip the cache
+both ways, `cache-control: no-cache` skips the lookup and stores the fresh answer.
+Response header `x-gateway-cache: hit | miss | bypass`. Identical requests in flight at
+once in one process make one upstream call: the others wait for it (single-flight).
+A hit's UsageRecord has cache_hit, cost 0 and saved_usd = what the answer cost upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from django.conf import settings
+
+from providers.codecs import canonical as c
+
+log = logging.getLogger("junction.cache")
+
+# Formats whose answers are cached. Responses answers carry a per-response id stored for
+# previous_response_id chaining: not replayed from a cache.
+FORMATS = ("openai_chat", "anthropic_messages", "ollama")
+# Body fields that do not change the answer: stream or not is served from the same entry.
+_NOT_IN_KEY = ("stream", "stream_options")
+FLIGHT_WAIT = 300.0  # seconds a follower waits for the leader's answer before going upstream itself
+PREFIX = "junction:rc:"
+
+
+def deterministic(body: dict) -> bool:
+    temperature = body.get("temperature", (body.get("options") or {}).get("temperature")
+                           if isinstance(body.get("options"), dict) else None)
+    return temperature == 0
+
+
+def request_key(route: str, client_format: str, body: dict, scope: str) -> str:
+    normal = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
+    data = orjson.dumps([scope, route, client_format, normal], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _controls(headers: dict) -> tuple[bool, bool]:
+    """(read, write) allowed by the request's headers."""
+    if headers.get(b"x-gateway-cache", b"").strip().lower() == b"bypass":
+        return False, False
+    control = headers.get(b"cache-control", b"").lower()
+    if b"no-store" in control:
+        return False, False
+    if b"no-cache" in control:
+        return False, True
+    return True, True
+
+
+class Slot:
+    """One cacheable request's place in the cache: the entry found (a hit), or the right
+    (and duty) to store the answer it is about to fetch."""
+
+    __slots__ = ("cache", "key", "route", "ttl", "max_entries", "entry", "write", "_flight", "_writing")
+
+    def __init__(self, cache: ResponseCache, key: str, route, write: bool) -> None:
+        self.cache, self.key, self.write = cache, key, write
+        self.route, self.ttl = route.name, route.response_cache_ttl
+        self.max_entries = route.response_cache_max_entries
+        self.entry: tuple[bytes, dict] | None = None
+        self._flight: asyncio.Future | None = None
+        self._writing: asyncio.Future | None = None
+
+    def store(self, body: bytes, ctx) -> None:
+        """Stored by a task of its own: the response is already sent, and the client's
+        disconnect (which cancels the request's task) must not cut the write short.
+        Identical requests waiting on this one are released once it is written."""
+        if not self.write or ctx.usage is None or ctx.usage.estimated:
+            return
+        cost, _ = ctx.cost()
+        u = ctx.usage
+        meta = {"provider": ctx.provider, "model": ctx.model, "cost": cost,
+                "usage": [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                          u.reasoning_tokens]}
+        self._writing = asyncio.ensure_future(self._put(body, meta))
+        self.cache._writes.add(self._writing)
+        self._writing.add_done_callback(self.cache._writes.discard)
+
+    async def _put(self, body: bytes, meta: dict) -> None:
+        try:
+            await self.cache.backend.put(self.key, self.route, body, meta, self.ttl, self.max_entries)
+        except Exception:  # the answer was served: a cache that cannot store is only a miss next time
+            log.exception("response cache: store failed")
+
+    def finish(self) -> None:
+        """Release the requests waiting for this one (they look the entry up again), once
+        its answer is written."""
+        if self._flight is None:
+            return
+        if self._writing is not None and not self._writing.done():
+            self._writing.add_done_callback(lambda _: self._release())
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            self.cache._flights.pop(self.key, None)
+            if not flight.done():
+                flight.set_result(None)
+
+
+class ResponseCache:
+    """Owned by the Gateway object; the backend is chosen on first use."""
+
+    def __init__(self) -> None:
+        self._backend = None
+        self._flights: dict[str, asyncio.Future] = {}
+        self._writes: set[asyncio.Future] = set()  # stores in progress (a reference keeps them alive)
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            self._backend = RedisBackend(settings.REDIS_URL) if settings.REDIS_URL else DatabaseBackend()
+        return self._backend
+
+    async def begin(self, ctx, route, client_format: str, endpoint: str, body: dict,
+                    headers: dict) -> Slot | None:
+        """None: not cached (ctx.cache_status stays "bypass"). A Slot with `entry`: a hit."""
+        if route is None or not route.response_cache or endpoint != "generate" \
+                or client_format not in FORMATS:
+            return None
+        read, write = _controls(headers)
+        if not (read or write) or not (route.response_cache_any_temperature or deterministic(body)):
+            return None
+        key = ctx.key
+        scope = f"u{key.user_id}" if key is not None and key.user_id is not None else \
+            f"k{key.id if key is not None else ''}"
+        slot = Slot(self, request_key(route.name, client_format, body, scope), route, write)
+        ctx.cache_status = "miss"
+        if not read:
+            return slot
+        slot.entry = await self._get(slot.key)
+        if slot.entry is None:
+            flight = self._flights.get(slot.key)
+            if flight is not None:  # the same request is being fetched: wait for its answer
+                try:
+                    await asyncio.wait_for(asyncio.shield(flight), FLIGHT_WAIT)
+                except TimeoutError:
+                    pass
+                slot.entry = await self._get(slot.key)
+            if slot.entry is None and slot.key not in self._flights:
+                slot._flight = self._flights[slot.key] = asyncio.get_running_loop().create_future()
+        if slot.entry is not None:
+            ctx.cache_status = "hit"
+        return slot
+
+    async def _get(self, key: str):
+        try:
+            return await self.backend.get(key)
+        except Exception:  # a cache outage is a miss, never a failed request
+            log.exception("response cache: lookup failed")
+            return None
+
+    async def purge(self, route: str) -> int:
+        return await self.backend.purge(route)
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+async def replay(exchange, entry: tuple[bytes, dict]) -> None:
+    """Answer `exchange` from a cached entry: the stored body, or a stream made of it."""
+    from .io import encode_headers, send_bytes
+
+    body, meta = entry
+    ctx = exchange.ctx
+    ctx.provider, ctx.model = meta.get("provider", ""), meta.get("model", "")
+    ctx.saved_usd = float(meta.get("cost") or 0.0)
+    ctx.status = 200
+    ctx.ttft = time.perf_counter() - ctx.started
+    headers = ctx.response_headers()
+    if not exchange.stream:
+        await send_bytes(exchange.send, 200, body, "application/json", headers)
+        return
+    codec = exchange.client_codec
+    request = exchange.canonical
+    encoder = codec.stream_encoder(request)
+    out = [encoder.encode(event) for event in response_events(codec.decode_response(orjson.loads(body)))]
+    out.append(encoder.close())
+    headers["cache-control"] = "no-cache"
+    await exchange.send({"type": "http.response.start", "status": 200,
+                         "headers": [(b"content-type", codec.stream_media_type.encode())]
+                         + encode_headers(headers)})
+    await exchange.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+
+
+def response_events(response: c.Response) -> list:
+    """A whole response as the canonical stream a provider would have sent for it."""
+    usage = response.usage
+    prompt = c.Usage(input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
+                     cache_write_tokens=usage.cache_write_tokens)
+    events: list = [c.MessageStart(response.id, response.model, prompt)]
+    for index, block in enumerate(response.content):
+        if isinstance(block, c.TextBlock):
+            events += [c.BlockStart(index, c.TextBlock("")), c.BlockDelta(index, "text", block.text)]
+        elif isinstance(block, c.ToolUseBlock):
+            events += [c.BlockStart(index, c.ToolUseBlock(block.id, block.name, {})),
+                       c.BlockDelta(index, "json", orjson.dumps(block.input).decode())]
+        elif isinstance(block, c.ThinkingBlock):
+            events.append(c.BlockStart(index, c.ThinkingBlock("")))
+            events.append(c.BlockDelta(index, "thinking", block.thinking))
+            if block.signature:
+                events.append(c.BlockDelta(index, "signature", block.signature))
+        else:  # redacted thinking, server tools: whole at their start
+            events.append(c.BlockStart(index, block))
+        events.append(c.BlockStop(index))
+    events += [c.MessageDelta(response.stop_reason, response.stop_sequence, usage), c.MessageStop()]
+    return events
+
+
+class StreamCollector:
+    """Reads the client-bound stream of a cacheable request back into one response (only
+    for routes with the response cache on: the default hot path never parses)."""
+
+    def __init__(self, codec) -> None:
+        self.codec = codec
+        self.decoder = codec.stream_decoder()
+        self.ident, self.model = "", ""
+        self.blocks: dict[int, list] = {}  # index -> [block, parts]
+        self.stop_reason = None
+        self.stop_sequence = None
+        self.failed = False
+
+    def feed(self, data: bytes) -> None:
+        if not self.failed:
+            try:
+                self._take(self.decoder.feed(data))
+            except Exception:  # never break the stream over the cache
+                self.failed = True
+
+    def _take(self, events) -> None:
+        for e in events:
+            if isinstance(e, c.MessageStart):
+                self.ident, self.model = e.id, e.model
+            elif isinstance(e, c.BlockStart):
+                self.blocks[e.index] = [e.block, []]
+            elif isinstance(e, c.BlockDelta) and e.index in self.blocks:
+                self.blocks[e.index][1].append((e.kind, e.value))
+            elif isinstance(e, c.MessageDelta):
+                self.stop_reason = e.stop_reason or self.stop_reason
+                self.stop_sequence = e.stop_sequence or self.stop_sequence
+            elif isinstance(e, c.StreamError):
+                self.failed = True
+
+    def response(self, usage: c.Usage) -> c.Response | None:
+        if self.failed:
+            return None
+        try:
+            self._take(self.decoder.close())
+        except Exception:
+            return None
+        content = []
+        for index in sorted(self.blocks):
+            block, parts = self.blocks[index]
+            if isinstance(block, c.TextBlock):
+                block = c.TextBlock("".join(v for k, v in parts if k == "text"))
+            elif isinstance(block, c.ToolUseBlock):
+                raw = "".join(v for k, v in parts if k == "json")
+                block = c.ToolUseBlock(block.id, block.name, orjson.loads(raw) if raw else dict(block.input))
+            elif isinstance(block, c.ThinkingBlock):
+                block = c.ThinkingBlock("".join(v for k, v in parts if k == "thinking"),
+                                        "".join(v for k, v in parts if k == "signature") or block.signature)
+            content.append(block)
+        if self.stop_reason is None:
+            return None  # the stream did not finish
+        return c.Response(self.ident, self.model, content, self.stop_reason, self.stop_sequence, usage)
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+class DatabaseBackend:
+    """gateway.models.ResponseCacheEntry (Django's async ORM): the embedded profile."""
+
+    async def get(self, key: str):
+        from gateway.models import ResponseCacheEntry
+
+        row = await ResponseCacheEntry.objects.filter(key=key, expires_at__gt=_now()).only(
+            "body", "meta").afirst()
+        return None if row is None else (bytes(row.body), row.meta)
+
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> None:
+        from gateway.models import ResponseCacheEntry
+
+        now = _now()
+        await ResponseCacheEntry.objects.aupdate_or_create(
+            key=key, defaults={"route": route, "body": body, "meta": meta, "created_at": now,
+                               "expires_at": now + timedelta(seconds=ttl)})
+        # Bounded per route: expired entries go, then the oldest beyond the bound.
+        rows = ResponseCacheEntry.objects.filter(route=route)
+        await rows.filter(expires_at__lte=now).adelete()
+        stale = [k async for k in rows.order_by("-created_at").values_list("key", flat=True)[max_entries:]]
+        if stale:
+            await ResponseCacheEntry.objects.filter(key__in=stale).adelete()
+
+    async def purge(self, route: str) -> int:
+        from gateway.models import ResponseCacheEntry
+
+        deleted, _ = await ResponseCacheEntry.objects.filter(route=route).adelete()
+        return deleted
+
+
+class RedisBackend:
+    """One string per entry (expiring on its own) and one sorted set per route (by store
+    time) for the size bound: the oldest beyond it are evicted at each store."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self.client = redis.from_url(url)
+
+    async def get(self, key: str):
+        raw = await self.client.get(PREFIX + key)
+        if raw is None:
+            return None
+        stored = orjson.loads(raw)
+        return stored["body"].encode(), stored["meta"]
+
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> None:
+        index = PREFIX + "route:" + hashlib.sha256(route.encode()).hexdigest()[:32]
+        now = time.time()
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(PREFIX + key, orjson.dumps({"body": body.decode(), "meta": meta}), ex=max(1, ttl))
+            pipe.zadd(index, {key: now})
+            pipe.zremrangebyscore(index, "-inf", now - ttl)  # expired on their own already
+            pipe.zrange(index, 0, -max_entries - 1)
+            pipe.zremrangebyrank(index, 0, -max_entries - 1)
+            results = await pipe.execute()
+        evicted = results[3]
+        if evicted:
+            await self.client.delete(*(PREFIX + k.decode() for k in evicted))
+
+    async def purge(self, route: str) -> int:
+        index = PREFIX + "route:" + hashlib.sha256(route.encode()).hexdigest()[:32]
+        keys = await self.client.zrange(index, 0, -1)
+        if keys:
+            await self.client.delete(*(PREFIX + k.decode() for k in keys))
+        await self.client.delete(index)
+        return len(keys)
+
+
+def purge_routes(names: list[str]) -> int:
+    """From the admin (a sync view, off the event loop): drop every cached answer of these routes."""
+    if settings.REDIS_URL:
+        async def purge() -> int:
+            backend = RedisBackend(settings.REDIS_URL)
+            try:
+                return sum([await backend.purge(name) for name in names])
+            finally:
+                await backend.client.aclose()
+
+        return asyncio.run(purge())
+    from gateway.models import ResponseCacheEntry
+
+    return ResponseCacheEntry.objects.filter(route__in=names).delete()[0]
+
+
+def _now() -> datetime:
+    return datetime.now(tz=timezone.utc)
