@@ -376,11 +376,19 @@ PREFIXES = ("/v1/", "/health/", "/metrics", "/chat/", "/models", "/responses", "
             "/api/tags", "/api/version")
 
 
+def split_path_key(path: str) -> tuple[str | None, str]:
+    """`/k/<key>/v1/...` → (key, `/v1/...`): the key in the path, for clients that cannot
+    send headers (OLLAMA_HOST=http://host:3000/k/<key>); other paths → (None, path)."""
+    if not path.startswith("/k/"):
+        return None, path
+    path_key, _, rest = path[3:].partition("/")
+    return path_key, "/" + rest
+
+
 def error_format_for(path: str) -> str:
     """The error format of the door a path names (for answers given before the ASGI
     app runs: gateway/server_tuning.py)."""
-    if path.startswith("/k/"):
-        path = "/" + path[3:].partition("/")[2]
+    path = split_path_key(path)[1]
     door = DOORS.get(path)
     if door is not None:
         return door.format
@@ -394,10 +402,7 @@ def refuse_early(gw: Gateway, path: str, headers: list[tuple[bytes, bytes]],
     """An error answered at the connection, before the body is read (server_tuning.py):
     the payload in the door's format and, for a door, a UsageRecord (the key checked
     against the in-memory snapshot only) and its x-request-id."""
-    path_key = None
-    if path.startswith("/k/"):
-        path_key, _, rest = path[3:].partition("/")
-        path = "/" + rest
+    path_key, path = split_path_key(path)
     door = DOORS.get(path)
     _, payload = get_codec(error_format_for(path)).encode_error(error)
     if door is None:
@@ -418,12 +423,7 @@ def handles(path: str) -> bool:
 
 
 async def app(gw: Gateway, scope, receive, send) -> None:
-    path = scope["path"]
-    path_key = None
-    if path.startswith("/k/"):
-        # Key in the path for clients that cannot send headers (OLLAMA_HOST=http://host:3000/k/<key>).
-        path_key, _, rest = path[3:].partition("/")
-        path = "/" + rest
+    path_key, path = split_path_key(scope["path"])
     method = scope["method"]
     door = DOORS.get(path)
     if door is not None:
