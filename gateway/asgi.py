@@ -26,12 +26,18 @@ from gateway.proxy import app as proxy  # noqa: E402
 from gateway.proxy.io import send_json  # noqa: E402
 from gateway.state import Gateway  # noqa: E402
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
 NOT_STARTED = ("The gateway is not started: serve it with `python -m gateway.daphne_main` or an ASGI "
                "server that runs the lifespan protocol.")
 
 
-def build_application(gw: Gateway, websocket_app=None):
+def build_application(gw: Gateway, websockets: bool = True):
     """The ASGI application serving `gw`: lifespan, HTTP and (the live view) websockets."""
+    websocket_app = live_websockets(gw) if websockets else None
 
     async def http_app(scope, receive, send):
         path = scope["path"]
@@ -76,17 +82,14 @@ def build_application(gw: Gateway, websocket_app=None):
     return application
 
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import path  # noqa: E402
+def live_websockets(gw: Gateway):
+    """/ws/live (staff): `gw`'s usage events as they happen."""
+    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+        path("ws/live", gw.live.consumer()),
+    ])))
 
-from gateway import live  # noqa: E402
-
-websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
-    path("ws/live", live.LiveConsumer.as_asgi()),  # /live/ (staff): usage events as they happen
-])))
 
 gateway = Gateway()
-gateway.events.subscribe(live.publish)  # the live view: costs a flag test while no one watches
-application = build_application(gateway, websocket_app)
+application = build_application(gateway)
+
+

@@ -1,9 +1,10 @@
 """Live view: usage events over a Channels websocket (/ws/live), watched on /live/.
 
-`publish(fields)` listens to the gateway's events (gateway.state.EventPublisher, wired in
-gateway/asgi.py). When no one watches anywhere it is one attribute test: `WATCHERS.active`
-is flipped by the consumers of this process and, with Redis, by a poller thread that reads a key the
-watching processes keep alive (one GET every POLL_SECONDS, off the event loop).
+Each Gateway owns one `LiveFeed` (gateway.state): its `publish(fields)` listens to the
+gateway's events, and the websocket consumers it serves count as its watchers. When no
+one watches anywhere, publishing is one attribute test: `active` is flipped by this
+process's consumers and, with Redis, by a poller thread that reads a key the watching
+processes keep alive (one GET every POLL_SECONDS, off the event loop).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -44,27 +44,34 @@ EVENT_FIELDS = (
 )
 
 
-class Watchers:
+class LiveFeed:
+    """One gateway's live view: who watches it, and the events it forwards to them."""
+
     def __init__(self) -> None:
         self.local = 0  # consumers connected to this process
         self.remote = False  # some process has watchers (Redis deployments)
         self.active = False
         self.polling = False
+        self._stopped = threading.Event()
 
     def update(self) -> None:
         self.active = self.local > 0 or self.remote
 
     def ensure_polling(self) -> None:
-        if not self.polling:
+        if not self.polling and not self._stopped.is_set():
             self.polling = True
             if settings.REDIS_URL:
                 threading.Thread(target=self._poll, name="live-watchers", daemon=True).start()
+
+    def stop(self) -> None:
+        """End the poller (within POLL_SECONDS); called when the gateway stops."""
+        self._stopped.set()
 
     def _poll(self) -> None:
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-        while True:
+        while not self._stopped.is_set():
             try:
                 if self.local:
                     client.set(WATCH_KEY, "1", px=int(KEEPALIVE_SECONDS * 3000))
@@ -72,27 +79,28 @@ class Watchers:
             except Exception:  # Redis away: no live events, never an error on the hot path
                 self.remote = False
             self.update()
-            time.sleep(POLL_SECONDS)
+            self._stopped.wait(POLL_SECONDS)
+        client.close()
 
+    def publish(self, fields: dict) -> None:
+        """Usage recorder listener: called once per request on the event loop."""
+        if not self.active:
+            if not self.polling:  # first request of a serving process: learn about remote watchers
+                self.ensure_polling()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop (tests, commands): nothing to watch from here
+            return
+        event = {name: fields.get(name) for name in EVENT_FIELDS}
+        event["cost_usd"] = float(event["cost_usd"] or 0)
+        created = fields.get("created_at")
+        event["time"] = created.isoformat() if created is not None else None
+        loop.create_task(_send(event))
 
-WATCHERS = Watchers()
-
-
-def publish(fields: dict) -> None:
-    """Usage recorder listener: called once per request on the event loop."""
-    if not WATCHERS.active:
-        if not WATCHERS.polling:  # first request of a serving process: learn about remote watchers
-            WATCHERS.ensure_polling()
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not on an event loop (tests, commands): nothing to watch from here
-        return
-    event = {name: fields.get(name) for name in EVENT_FIELDS}
-    event["cost_usd"] = float(event["cost_usd"] or 0)
-    created = fields.get("created_at")
-    event["time"] = created.isoformat() if created is not None else None
-    loop.create_task(_send(event))
+    def consumer(self):
+        """The websocket consumer application for this feed (/ws/live)."""
+        return LiveConsumer.as_asgi(feed=self)
 
 
 async def _send(event: dict) -> None:
@@ -103,6 +111,10 @@ async def _send(event: dict) -> None:
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    def __init__(self, *args, feed: LiveFeed, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.feed = feed  # given by LiveFeed.consumer()
+
     async def connect(self):
         from .reports.access import can_view_spend
 
@@ -114,17 +126,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return
         await self.channel_layer.group_add(GROUP, self.channel_name)
-        WATCHERS.local += 1
-        WATCHERS.update()
-        WATCHERS.ensure_polling()
+        self.feed.local += 1
+        self.feed.update()
+        self.feed.ensure_polling()
         self.names: dict = {}
         await self.accept()
         await self.send_json({"type": "hello"})
 
     async def disconnect(self, code):
         if getattr(self, "names", None) is not None:
-            WATCHERS.local -= 1
-            WATCHERS.update()
+            self.feed.local -= 1
+            self.feed.update()
             await self.channel_layer.group_discard(GROUP, self.channel_name)
 
     async def usage_event(self, message):

@@ -25,6 +25,7 @@ from routing.stats import RuntimeStats
 from . import access_log
 from .cluster import Cluster
 from .limits import Limits
+from .live import LiveFeed
 from .metrics import observe
 from .proxy.prompt_cache import SessionPrefixes
 from .proxy.response_cache import ResponseCache
@@ -71,6 +72,7 @@ class Gateway:
         self.events = EventPublisher()
         self.prompt_prefixes = SessionPrefixes()  # per session: the messages it sent last (prompt_cache.py)
         self.responses = ResponseCache()  # the exact response cache (response_cache.py)
+        self.live = LiveFeed()  # the live view's watchers and events (gateway.live)
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False
         # Graceful drain (gateway.daphne_main): `draining` once SIGTERM arrived (no new
@@ -80,6 +82,7 @@ class Gateway:
         self.expired = False
         self._access_log: Callable[[], None] | None = None
         self.recorder.listeners += [self.observe, self.events.publish]
+        self.events.subscribe(self.live.publish)  # a flag test while no one watches
 
     def observe(self, record: dict) -> None:
         """Prometheus metrics for one finished request (labels folded by the current config)."""
@@ -105,6 +108,7 @@ class Gateway:
         self.running = False
         if self._access_log is not None:
             self._access_log()
+        self.live.stop()
         await self.cluster.stop()
         await self.limits.stop()
         if self.upstream is not None:
