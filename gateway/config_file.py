@@ -24,6 +24,7 @@ fallback chain that is also appended to direct provider/model requests.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from decimal import Decimal
@@ -37,11 +38,12 @@ from routing.selectors import CACHE_FIELDS
 
 from .snapshot import DEFAULT_ROUTE
 
+log = logging.getLogger("junction.config")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PROVIDER_FIELDS = ("base_url", "region", "api_version", "aws_access_key_id", "aws_profile",
                    "connect_timeout", "first_token_timeout", "total_timeout", "enabled", "extra_headers",
                    "wire_api", "proxy", "ca_bundle")
-SECRET_FIELDS = ("api_key", "aws_secret_access_key")
+SECRET_FIELDS = Provider.SECRET_FIELDS
 PRICE_FIELDS = ("input_price", "output_price", "cache_read_price", "cache_write_price")
 
 
@@ -106,7 +108,7 @@ def import_config(data: dict, source: str = "config", check: bool = False) -> di
     from .config_schema import validate
 
     validate(data, source)
-    counts = {"providers": 0, "models": 0, "routes": 0}
+    counts = {"providers": 0, "models": 0, "routes": 0, "secrets cleared": 0}
     providers: dict[str, Provider] = {p.name: p for p in Provider.objects.all()}
     for spec in data.get("providers") or []:
         if not isinstance(spec, dict) or not spec.get("name") or not spec.get("type"):
@@ -115,11 +117,14 @@ def import_config(data: dict, source: str = "config", check: bool = False) -> di
             raise ConfigError(f"provider `{spec['name']}`: unknown type `{spec['type']}` "
                               f"(one of {', '.join(ProviderType.values)})")
         provider = providers.get(spec["name"]) or Provider(name=spec["name"])
+        before = {f: getattr(provider, f) for f in Provider.DESTINATION_FIELDS} if provider.pk else None
         provider.type = spec["type"]
         provider.default_model = spec.get("model", provider.default_model or "")
         for field in PROVIDER_FIELDS + SECRET_FIELDS:
             if field in spec:
                 setattr(provider, field, spec[field] if spec[field] is not None else "")
+        if before is not None:
+            counts["secrets cleared"] += _clear_moved_secrets(provider, before, spec)
         provider.full_clean(exclude=["base_url"])  # base_url may be http://localhost…
         provider.save()
         providers[provider.name] = provider
@@ -175,7 +180,24 @@ def import_config(data: dict, source: str = "config", check: bool = False) -> di
             _import_rules(routes[spec["name"]], spec["rules"] or [], routes, providers)
     if check:  # everything ran (references, model validation): now undo it
         transaction.set_rollback(True)
+    if not counts["secrets cleared"]:
+        del counts["secrets cleared"]
     return counts
+
+
+def _clear_moved_secrets(provider: Provider, before: dict, spec: dict) -> int:
+    """A provider whose destination changed keeps no secret the file did not supply again
+    (the admin form's rule, providers.models.Provider.DESTINATION_FIELDS)."""
+    moved = [f for f, old in before.items() if getattr(provider, f) != old]
+    if not moved:
+        return 0
+    cleared = [f for f in SECRET_FIELDS if f not in spec and getattr(provider, f)]
+    for field in cleared:
+        setattr(provider, field, "")
+    if cleared:
+        log.warning("provider %s: %s changed without the secrets; cleared the stored %s",
+                    provider.name, ", ".join(moved), ", ".join(cleared))
+    return len(cleared)
 
 
 def _import_rules(route: Route, specs: list, routes: dict[str, Route], providers: dict[str, Provider]) -> None:

@@ -73,6 +73,13 @@ class Provider(models.Model):
             raise ValidationError({"proxy": "a proxy URL (http://[user:pass@]host:port), `direct`, or empty for "
                                             "the HTTPS_PROXY / HTTP_PROXY / NO_PROXY environment"})
 
+    # Stored secrets, and the fields that decide where they are sent: changing a destination
+    # field without supplying the secrets again clears them (else whoever may edit a provider
+    # could point it at a server of theirs, or at their proxy and CA, and receive the stored
+    # key with the next request). Applied by the admin form and the config import.
+    SECRET_FIELDS = ("api_key", "aws_secret_access_key")
+    DESTINATION_FIELDS = ("type", "base_url", "region", "proxy", "ca_bundle")
+
     def effective_base_url(self) -> str:
         if not self.base_url and self.type == ProviderType.OLLAMA and os.environ.get("OLLAMA_HOST"):
             from .adapters.ollama import host_url  # as the ollama CLI reads it

@@ -238,3 +238,31 @@ class TestDatabaseOutage:
             assert "snapshot_error" not in httpx.get(server.url + "/health/ready").json()
         finally:
             server.stop()
+
+
+class TestConfigImportClearsMovedSecrets:
+    """The config import applies the admin form's rule: a provider whose destination changes
+    keeps no stored secret the file does not supply again."""
+
+    @staticmethod
+    def load(**spec) -> dict:
+        from gateway.config_file import import_config
+
+        return import_config({"providers": [{"name": "moving", "type": "openai", **spec}]})
+
+    def test_a_new_base_url_or_proxy_without_the_key_clears_it(self):
+        self.load(base_url="http://127.0.0.1:9/v1", api_key="sk-keep-me-home")
+        counts = self.load(base_url="http://attacker.test/v1")
+        p = Provider.objects.get(name="moving")
+        assert p.base_url == "http://attacker.test/v1" and p.api_key == ""
+        assert counts["secrets cleared"] == 1
+        self.load(base_url="http://attacker.test/v1", api_key="sk-again")
+        self.load(base_url="http://attacker.test/v1", proxy="http://127.0.0.1:3128")
+        assert Provider.objects.get(name="moving").api_key == ""
+
+    def test_the_same_destination_or_the_key_supplied_again_keeps_it(self):
+        self.load(base_url="http://127.0.0.1:9/v1", api_key="sk-stays")
+        counts = self.load(base_url="http://127.0.0.1:9/v1", model="other-model")
+        assert Provider.objects.get(name="moving").api_key == "sk-stays" and "secrets cleared" not in counts
+        self.load(base_url="http://127.0.0.1:8/v1", api_key="sk-new")
+        assert Provider.objects.get(name="moving").api_key == "sk-new"
