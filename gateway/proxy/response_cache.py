@@ -34,11 +34,13 @@ from providers.codecs import canonical as c
 
 log = logging.getLogger("junction.cache")
 
-# Formats whose answers are cached. Responses answers carry a per-response id stored for
-# previous_response_id chaining: not replayed from a cache.
-FORMATS = ("openai_chat", "anthropic_messages", "ollama")
-# Body fields that do not change the answer: stream or not is served from the same entry.
-_NOT_IN_KEY = ("stream", "stream_options")
+# Formats whose answers are cached. A Responses request is keyed after its previous_response_id
+# was expanded into the conversation it names (app.serve): the same conversation, the same key.
+# A replayed Responses answer gets a fresh id and is stored for chaining like any other.
+FORMATS = ("openai_chat", "anthropic_messages", "ollama", "openai_responses")
+# Body fields that do not change the answer: stream or not is served from the same entry, and
+# Responses' `store` only says whether the gateway keeps the conversation.
+_NOT_IN_KEY = ("stream", "stream_options", "store")
 FLIGHT_WAIT = 300.0  # seconds a follower waits for the leader's answer before going upstream itself
 PREFIX = "junction:rc:"
 
@@ -180,7 +182,8 @@ class ResponseCache:
 
 
 async def replay(exchange, entry: tuple[bytes, dict]) -> None:
-    """Answer `exchange` from a cached entry: the stored body, or a stream made of it."""
+    """Answer `exchange` from a cached entry: the stored body, or a stream made of it. A
+    Responses answer gets this request's own id (and is stored for chaining if it asks)."""
     from .io import encode_headers, send_bytes
 
     body, meta = entry
@@ -190,19 +193,46 @@ async def replay(exchange, entry: tuple[bytes, dict]) -> None:
     ctx.status = 200
     ctx.ttft = time.perf_counter() - ctx.started
     headers = ctx.response_headers()
+    responses = exchange.response_id is not None
+    if responses:
+        body = _fresh_response(body, exchange)
     if not exchange.stream:
+        if responses and exchange.on_response is not None:
+            await exchange.on_response(orjson.loads(body))
         await send_bytes(exchange.send, 200, body, "application/json", headers)
         return
     codec = exchange.client_codec
     request = exchange.canonical
     encoder = codec.stream_encoder(request)
-    out = [encoder.encode(event) for event in response_events(codec.decode_response(orjson.loads(body)))]
+    response = codec.decode_response(orjson.loads(body))
+    if responses:
+        response.id = exchange.response_id
+    out = [encoder.encode(event) for event in response_events(response)]
     out.append(encoder.close())
+    stream = b"".join(out)
+    if responses and exchange.on_response is not None:
+        from .forward import ResponsesCapture
+
+        capture = ResponsesCapture()
+        capture.feed(stream)
+        if capture.response is not None:
+            await exchange.on_response(capture.response)
     headers["cache-control"] = "no-cache"
     await exchange.send({"type": "http.response.start", "status": 200,
                          "headers": [(b"content-type", codec.stream_media_type.encode())]
                          + encode_headers(headers)})
-    await exchange.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+    await exchange.send({"type": "http.response.body", "body": stream, "more_body": False})
+
+
+def _fresh_response(body: bytes, exchange) -> bytes:
+    """A stored Responses body as this request's answer: its own id, creation time and
+    `store` echo (the key leaves `store` out)."""
+    obj = orjson.loads(body)
+    obj["id"] = exchange.response_id
+    obj["created_at"] = int(time.time())
+    if "store" in obj:
+        obj["store"] = exchange.body.get("store", True) is not False
+    return orjson.dumps(obj)
 
 
 def response_events(response: c.Response) -> list:

@@ -261,3 +261,110 @@ def test_an_ollama_client_gets_a_replayed_ndjson_stream_with_tool_calls(gateway,
     assert seen[0][1] == [{"name": "tree", "arguments": {"path": "src", "depth": 2}}]
     assert seen[1][1:] == seen[0][1:]
     assert len(fake_openai.requests) == 1
+
+
+# ---------------------------------------------------------------------------- Responses API
+
+RESPONSES_TOOLS = [{"type": "function", "name": "tree", "description": "List files",
+                    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+
+
+def _responses_route(kind, fake_openai, fake_anthropic):
+    """Passthrough to an OpenAI Responses upstream, or translated to Anthropic."""
+    p = world.provider(fake_openai.url + "/v1") if kind == "responses" else \
+        world.provider(fake_anthropic.url, type="anthropic")
+    world.price(p, "mock:tools", 2.0, 8.0)
+    return cached_route([(p, "mock:tools")]), (fake_openai if kind == "responses" else fake_anthropic)
+
+
+def responses(server, key, route, headers=None, **body):
+    body = {"model": route, "input": "list src", "temperature": 0, "tools": RESPONSES_TOOLS, **body}
+    return httpx.post(server.url + "/v1/responses", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {key}", **(headers or {})})
+
+
+@pytest.mark.parametrize("kind", ["responses", "anthropic"])
+def test_responses_hit_gets_a_fresh_id_and_is_stored_for_chaining(server, alice, kind, fake_openai,
+                                                                  fake_anthropic):
+    route, fake = _responses_route(kind, fake_openai, fake_anthropic)
+    first = responses(server, alice, route)
+    second = responses(server, alice, route)
+    assert first.status_code == second.status_code == 200
+    assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
+    assert len(fake.requests) == 1
+    a, b = first.json(), second.json()
+    assert a["id"] != b["id"] and b["id"].startswith("resp_")
+    assert b["output"] == a["output"] and b["usage"] == a["usage"]
+    assert [i["name"] for i in b["output"] if i["type"] == "function_call"] == ["tree"]
+    # The hit was stored as a conversation of its own: retrievable and chainable by its new id.
+    auth = {"authorization": f"Bearer {alice}"}
+    got = httpx.get(f"{server.url}/v1/responses/{b['id']}", headers=auth, timeout=10)
+    assert got.status_code == 200 and got.json()["id"] == b["id"]
+    hit = world.wait_record(second.headers["x-request-id"])
+    assert hit.cache_hit and float(hit.cost_usd) == 0 and float(hit.saved_usd) > 0
+
+
+def test_responses_store_false_is_served_from_the_same_entry_and_not_stored(server, alice, fake_openai,
+                                                                            fake_anthropic):
+    route, fake = _responses_route("responses", fake_openai, fake_anthropic)
+    assert responses(server, alice, route).headers["x-gateway-cache"] == "miss"
+    again = responses(server, alice, route, store=False)
+    assert again.headers["x-gateway-cache"] == "hit" and again.json()["store"] is False
+    auth = {"authorization": f"Bearer {alice}"}
+    assert httpx.get(f"{server.url}/v1/responses/{again.json()['id']}", headers=auth,
+                     timeout=10).status_code == 404
+    assert len(fake.requests) == 1
+
+
+def test_responses_previous_response_id_is_keyed_on_the_expanded_conversation(server, alice, fake_openai,
+                                                                              fake_anthropic):
+    """Two chains with the same content (different ids) share the second turn's entry; a
+    different conversation before the same new input does not."""
+    route, fake = _responses_route("anthropic", fake_openai, fake_anthropic)
+    first = responses(server, alice, route).json()["id"]
+    twin = responses(server, alice, route).json()["id"]  # a hit: same conversation, another id
+    follow = [{"type": "function_call_output", "call_id": "toolu_fake0001", "output": "src/a.py"}]
+    turn = responses(server, alice, route, previous_response_id=first, input=follow)
+    assert turn.status_code == 200 and turn.headers["x-gateway-cache"] == "miss"
+    assert responses(server, alice, route, previous_response_id=twin, input=follow).headers[
+        "x-gateway-cache"] == "hit"
+    other = responses(server, alice, route, input="list docs").json()["id"]
+    assert responses(server, alice, route, previous_response_id=other, input=follow).headers[
+        "x-gateway-cache"] == "miss"
+    assert len(fake.requests) == 4
+
+
+def _responses_sdk_stream(server, key, route):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+    raw = client.responses.with_raw_response.create(model=route, input="list src", temperature=0,
+                                                    tools=RESPONSES_TOOLS, stream=True)
+    kinds, calls, final = [], [], None
+    for event in raw.parse():
+        kinds.append(event.type)
+        if event.type == "response.output_item.done" and event.item.type == "function_call":
+            calls.append((event.item.name, json.loads(event.item.arguments)))
+        if event.type == "response.completed":
+            final = event.response
+    return raw.headers["x-gateway-cache"], kinds, calls, final
+
+
+@pytest.mark.parametrize("kind", ["responses", "anthropic"])
+def test_openai_sdk_parses_a_replayed_responses_stream_with_tool_calls(server, alice, kind, fake_openai,
+                                                                       fake_anthropic):
+    route, fake = _responses_route(kind, fake_openai, fake_anthropic)
+    status, kinds, calls, final = _responses_sdk_stream(server, alice, route)
+    assert status == "miss" and calls and calls[0][0] == "tree"
+    again = _responses_sdk_stream(server, alice, route)
+    assert again[0] == "hit" and again[2] == calls
+    assert again[1][0] == "response.created" and again[1][-1] == "response.completed"
+    assert "response.function_call_arguments.done" in again[1]
+    assert again[3].id != final.id
+    assert (again[3].usage.input_tokens, again[3].usage.output_tokens) == \
+        (final.usage.input_tokens, final.usage.output_tokens)
+    auth = {"authorization": f"Bearer {alice}"}
+    assert httpx.get(f"{server.url}/v1/responses/{again[3].id}", headers=auth, timeout=10).status_code == 200
+    # The stream's entry answers the same request without a stream.
+    whole = responses(server, alice, route)
+    assert whole.headers["x-gateway-cache"] == "hit"
+    assert [i["name"] for i in whole.json()["output"] if i["type"] == "function_call"] == ["tree"]
+    assert len(fake.requests) == 1
