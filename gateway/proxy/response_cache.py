@@ -123,17 +123,26 @@ class Slot:
 
 
 class ResponseCache:
-    """Owned by the Gateway object; the backend is chosen on first use."""
+    """Owned by the Gateway object; the backend is chosen on first use. `snapshots` (the
+    gateway's SnapshotStore): a config version change (any config save, and every purge)
+    empties the in-process tier."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshots=None) -> None:
         self._backend = None
+        self._snapshots = snapshots
         self._flights: dict[str, asyncio.Future] = {}
         self._writes: set[asyncio.Future] = set()  # stores in progress (a reference keeps them alive)
 
     @property
     def backend(self):
         if self._backend is None:
-            self._backend = RedisBackend(settings.REDIS_URL) if settings.REDIS_URL else DatabaseBackend()
+            if settings.REDIS_URL:
+                self._backend = RedisBackend(settings.REDIS_URL)
+            elif settings.GATEWAY_RESPONSE_CACHE_LOCAL_BYTES > 0:
+                self._backend = LocalTier(DatabaseBackend(), settings.GATEWAY_RESPONSE_CACHE_LOCAL_BYTES,
+                                          settings.GATEWAY_RESPONSE_CACHE_LOCAL_TTL)
+            else:
+                self._backend = DatabaseBackend()
         return self._backend
 
     async def begin(self, ctx, route, client_format: str, endpoint: str, body: dict,
@@ -145,6 +154,9 @@ class ResponseCache:
         read, write = _controls(headers)
         if not (read or write) or not (route.response_cache_any_temperature or deterministic(body)):
             return None
+        backend = self.backend
+        if self._snapshots is not None and isinstance(backend, LocalTier):
+            backend.sync(self._snapshots.current.version)
         key = ctx.key
         scope = f"u{key.user_id}" if key is not None and key.user_id is not None else \
             f"k{key.id if key is not None else ''}"
@@ -324,13 +336,19 @@ class DatabaseBackend:
     """gateway.models.ResponseCacheEntry (Django's async ORM): the embedded profile."""
 
     async def get(self, key: str):
+        row = await self.fetch(key)
+        return None if row is None else row[:2]
+
+    async def fetch(self, key: str):
+        """(body, meta, expires_at as a timestamp, route) of a live entry, else None."""
         from gateway.models import ResponseCacheEntry
 
         row = await ResponseCacheEntry.objects.filter(key=key, expires_at__gt=_now()).only(
-            "body", "meta").afirst()
-        return None if row is None else (bytes(row.body), row.meta)
+            "body", "meta", "expires_at", "route").afirst()
+        return None if row is None else (bytes(row.body), row.meta, row.expires_at.timestamp(), row.route)
 
-    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> None:
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> list[str]:
+        """Returns the keys evicted for the size bound."""
         from gateway.models import ResponseCacheEntry
 
         now = _now()
@@ -343,12 +361,81 @@ class DatabaseBackend:
         stale = [k async for k in rows.order_by("-created_at").values_list("key", flat=True)[max_entries:]]
         if stale:
             await ResponseCacheEntry.objects.filter(key__in=stale).adelete()
+        return stale
 
     async def purge(self, route: str) -> int:
         from gateway.models import ResponseCacheEntry
 
         deleted, _ = await ResponseCacheEntry.objects.filter(route=route).adelete()
         return deleted
+
+
+class LocalTier:
+    """A bytes-bounded LRU in this process in front of the database backend: a hit found
+    here costs no ORM lookup (~1.45 ms of CPU on the event loop). An entry is kept until
+    the earlier of its own expiry and `ttl` seconds (GATEWAY_RESPONSE_CACHE_LOCAL_TTL) after
+    it was read from or written to the database. The key carries the user scope as in the
+    database. Invalidation: a purge or eviction made by this process drops its entries at
+    once; a purge in another process (the admin) bumps the config version, which empties
+    the tier of every process that sees it (same data directory, or Redis) before its next
+    request; an eviction in another process, or a purge where the version is not shared,
+    is seen here at most `ttl` seconds late."""
+
+    def __init__(self, inner: DatabaseBackend, max_bytes: int, ttl: float) -> None:
+        from collections import OrderedDict
+
+        self.inner, self.max_bytes, self.ttl = inner, max_bytes, ttl
+        self.entries: OrderedDict[str, tuple[bytes, dict, float, str, int]] = OrderedDict()
+        self.size = 0
+        self.version: object = None
+
+    def sync(self, version: object) -> None:
+        if version != self.version:
+            self.version = version
+            self.entries.clear()
+            self.size = 0
+
+    async def get(self, key: str):
+        entry = self.entries.get(key)
+        if entry is not None:
+            if entry[2] > time.time():
+                self.entries.move_to_end(key)
+                return entry[0], entry[1]
+            self._drop(key)
+        row = await self.inner.fetch(key)
+        if row is None:
+            return None
+        body, meta, expires, route = row
+        self._keep(key, route, body, meta, expires)
+        return body, meta
+
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> list[str]:
+        evicted = await self.inner.put(key, route, body, meta, ttl, max_entries)
+        for stale in evicted:
+            self._drop(stale)
+        self._keep(key, route, body, meta, time.time() + ttl)
+        return evicted
+
+    async def purge(self, route: str) -> int:
+        for key in [k for k, e in self.entries.items() if e[3] == route]:
+            self._drop(key)
+        return await self.inner.purge(route)
+
+    def _keep(self, key: str, route: str, body: bytes, meta: dict, expires: float) -> None:
+        size = len(body) + 512  # the meta and the bookkeeping, roughly
+        if size > self.max_bytes // 8:
+            return  # one huge answer must not flush the tier
+        self._drop(key)
+        self.entries[key] = (body, meta, min(expires, time.time() + self.ttl), route, size)
+        self.size += size
+        while self.size > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.size -= old[4]
+
+    def _drop(self, key: str) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.size -= old[4]
 
 
 class RedisBackend:
@@ -402,8 +489,11 @@ def purge_routes(names: list[str]) -> int:
 
         return asyncio.run(purge())
     from gateway.models import ResponseCacheEntry
+    from providers.config_version import bump_version
 
-    return ResponseCacheEntry.objects.filter(route__in=names).delete()[0]
+    deleted = ResponseCacheEntry.objects.filter(route__in=names).delete()[0]
+    bump_version()  # every gateway process empties its in-process tier before its next request (LocalTier)
+    return deleted
 
 
 def _now() -> datetime:

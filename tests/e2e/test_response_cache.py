@@ -243,6 +243,22 @@ def test_purge_per_route_from_the_admin(server, alice, chat_route, fake_openai, 
     assert chat(server, alice, other).headers["x-gateway-cache"] == "hit"
 
 
+def test_database_backend_hits_come_from_the_in_process_tier(gateway, alice, chat_route, fake_openai):
+    """A stored answer is served by the gateway process without a database lookup; a row
+    deleted behind its back (another process's eviction) is served on for at most the
+    tier's short TTL, and a config version bump (what the admin's purge does) empties it."""
+    from gateway.models import ResponseCacheEntry
+    from providers.config_version import bump_version
+
+    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    time.sleep(0.2)  # stored by a task of its own after the answer
+    assert ResponseCacheEntry.objects.filter(route=chat_route).delete()[0] == 1
+    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "hit"
+    bump_version()
+    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    assert len(fake_openai.requests) == 2
+
+
 def test_an_ollama_client_gets_a_replayed_ndjson_stream_with_tool_calls(gateway, alice, fake_openai):
     p = world.provider(fake_openai.url + "/v1", wire_api="chat")
     route = cached_route([(p, "mock:tools")])
