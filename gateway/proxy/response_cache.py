@@ -43,6 +43,9 @@ FORMATS = ("openai_chat", "anthropic_messages", "ollama", "openai_responses")
 _NOT_IN_KEY = ("stream", "stream_options", "store")
 FLIGHT_WAIT = 300.0  # seconds a follower waits for the leader's answer before going upstream itself
 PREFIX = "junction:rc:"
+# Across processes (Redis): the leader's lock expires on its own after LOCK_SECONDS (a leader that
+# died frees it); a waiter polls for the entry every POLL_SECONDS, at most CROSS_WAIT seconds.
+LOCK_SECONDS, POLL_SECONDS, CROSS_WAIT = 30.0, 0.025, 30.0
 
 
 def deterministic(body: dict) -> bool:
@@ -73,7 +76,8 @@ class Slot:
     """One cacheable request's place in the cache: the entry found (a hit), or the right
     (and duty) to store the answer it is about to fetch."""
 
-    __slots__ = ("cache", "key", "route", "ttl", "max_entries", "entry", "write", "_flight", "_writing")
+    __slots__ = ("cache", "key", "route", "ttl", "max_entries", "entry", "write", "_flight", "_writing",
+                 "_lock")
 
     def __init__(self, cache: ResponseCache, key: str, route, write: bool) -> None:
         self.cache, self.key, self.write = cache, key, write
@@ -82,6 +86,7 @@ class Slot:
         self.entry: tuple[bytes, dict] | None = None
         self._flight: asyncio.Future | None = None
         self._writing: asyncio.Future | None = None
+        self._lock: str | None = None  # the Redis lock's token while this slot leads across processes
 
     def store(self, body: bytes, ctx) -> None:
         """Stored by a task of its own: the response is already sent, and the client's
@@ -120,6 +125,11 @@ class Slot:
             self.cache._flights.pop(self.key, None)
             if not flight.done():
                 flight.set_result(None)
+        token, self._lock = self._lock, None
+        if token is not None:  # the other processes' waiters find the entry, or take the lock themselves
+            task = asyncio.ensure_future(self.cache.unlock(self.key, token))
+            self.cache._writes.add(task)
+            task.add_done_callback(self.cache._writes.discard)
 
 
 class ResponseCache:
@@ -175,9 +185,31 @@ class ResponseCache:
                 slot.entry = await self._get(slot.key)
             if slot.entry is None and slot.key not in self._flights:
                 slot._flight = self._flights[slot.key] = asyncio.get_running_loop().create_future()
+                await self._across(slot)
         if slot.entry is not None:
             ctx.cache_status = "hit"
         return slot
+
+    async def _across(self, slot: Slot) -> None:
+        """Single-flight across processes (Redis only): the first process to take the key's
+        lock fetches the answer; the others wait for its entry (and release their own
+        followers once it is there) or, when the wait is over, go upstream themselves."""
+        backend = self.backend
+        if not isinstance(backend, RedisBackend):
+            return
+        try:
+            slot._lock, slot.entry = await backend.lead_or_wait(slot.key, CROSS_WAIT)
+        except Exception:  # a cache outage: this process fetches the answer itself
+            log.exception("response cache: cross-process single-flight failed")
+            return
+        if slot.entry is not None:
+            slot._release()  # this process's followers look the entry up too
+
+    async def unlock(self, key: str, token: str) -> None:
+        try:
+            await self.backend.unlock(key, token)
+        except Exception:  # it expires on its own
+            log.exception("response cache: unlock failed")
 
     async def _get(self, key: str):
         try:
@@ -347,7 +379,8 @@ class DatabaseBackend:
             "body", "meta", "expires_at", "route").afirst()
         return None if row is None else (bytes(row.body), row.meta, row.expires_at.timestamp(), row.route)
 
-    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> list[str]:
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int,
+                  max_entries: int) -> list[str]:
         """Returns the keys evicted for the size bound."""
         from gateway.models import ResponseCacheEntry
 
@@ -409,7 +442,8 @@ class LocalTier:
         self._keep(key, route, body, meta, expires)
         return body, meta
 
-    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> list[str]:
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int,
+                  max_entries: int) -> list[str]:
         evicted = await self.inner.put(key, route, body, meta, ttl, max_entries)
         for stale in evicted:
             self._drop(stale)
@@ -449,10 +483,36 @@ class RedisBackend:
 
     async def get(self, key: str):
         raw = await self.client.get(PREFIX + key)
-        if raw is None:
-            return None
-        stored = orjson.loads(raw)
-        return stored["body"].encode(), stored["meta"]
+        return None if raw is None else _decoded(raw)
+
+    async def lead_or_wait(self, key: str, wait: float) -> tuple[str | None, tuple | None]:
+        """(lock token, None): this process leads, it fetches the answer and stores it.
+        (None, entry): another process stored it meanwhile. (None, None): waited `wait`
+        seconds for nothing; go upstream anyway. A leader that releases its lock without
+        an entry (its request failed) lets one of the waiters lead in its place."""
+        import secrets
+
+        deadline = time.monotonic() + wait
+        lock = PREFIX + "lock:" + key
+        while True:
+            token = secrets.token_hex(8)
+            if await self.client.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+                return token, None
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.get(PREFIX + key)
+                    pipe.exists(lock)
+                    raw, locked = await pipe.execute()
+                if raw is not None:
+                    return None, _decoded(raw)
+                if time.monotonic() >= deadline:
+                    return None, None
+                if not locked:
+                    break
+
+    async def unlock(self, key: str, token: str) -> None:
+        await self.client.eval(_UNLOCK, 1, PREFIX + "lock:" + key, token)
 
     async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> None:
         index = PREFIX + "route:" + hashlib.sha256(route.encode()).hexdigest()[:32]
@@ -475,6 +535,15 @@ class RedisBackend:
             await self.client.delete(*(PREFIX + k.decode() for k in keys))
         await self.client.delete(index)
         return len(keys)
+
+
+# Deletes the lock only while it is still the caller's (an expired one may be another's now).
+_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _decoded(raw: bytes) -> tuple[bytes, dict]:
+    stored = orjson.loads(raw)
+    return stored["body"].encode(), stored["meta"]
 
 
 def purge_routes(names: list[str]) -> int:

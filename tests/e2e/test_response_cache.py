@@ -36,6 +36,16 @@ def redis_gateway(redis_url):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_gateway_b(redis_gateway, redis_url):
+    """A second process of the same Redis deployment (another host, or another worker)."""
+    server = GatewayProcess({"REDIS_URL": redis_url, "CELERY_BROKER_URL": "memory://",
+                             "GATEWAY_CLUSTER_SYNC_SECONDS": "0.05",
+                             "GATEWAY_DATA_DIR": tempfile.mkdtemp(prefix="junction-rc-b-")})
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["database", "redis"])
 def server(request, gateway):
     if request.param == "database":
@@ -170,6 +180,53 @@ def test_stampede_makes_one_upstream_call(gateway, alice, fake_openai):
     assert sorted(a.headers["x-gateway-cache"] for a in answers) == ["hit"] * 7 + ["miss"]
     assert len(fake_openai.requests) == 1
     assert len({a.content for a in answers}) == 1
+
+
+def test_stampede_across_two_processes_with_redis_makes_one_upstream_call(redis_gateway, redis_gateway_b,
+                                                                         redis_url, alice, fake_openai):
+    """Identical requests on two gateway processes sharing Redis, at once: one upstream call
+    (the other process waits for the entry under the leader's Redis lock)."""
+    with override_settings(REDIS_URL=redis_url):
+        p = world.provider(fake_openai.url + "/v1", wire_api="chat")
+        route = cached_route([(p, "mock:first_delay=0.5")])
+    servers = [redis_gateway, redis_gateway_b] * 4
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda server: chat(server, alice, route), servers))
+    assert all(a.status_code == 200 for a in answers)
+    assert sorted(a.headers["x-gateway-cache"] for a in answers) == ["hit"] * 7 + ["miss"]
+    assert len(fake_openai.requests) == 1
+    assert len({a.content for a in answers}) == 1
+
+
+def test_cross_process_wait_is_bounded_and_a_failed_leader_hands_over(redis_url):
+    """The Redis lock protocol itself: a waiter gives up after its wait when the leader
+    never stores; it takes over when the leader releases its lock without an entry."""
+    import asyncio
+
+    from gateway.proxy.response_cache import RedisBackend
+
+    async def scenario():
+        backend = RedisBackend(redis_url)
+        try:
+            key = world.unique("flight")
+            token, entry = await backend.lead_or_wait(key, 1.0)
+            assert token and entry is None  # first: leads
+            started = time.monotonic()
+            assert await backend.lead_or_wait(key, 0.3) == (None, None)  # leader silent: bounded wait
+            assert 0.25 < time.monotonic() - started < 2.0
+            waiter = asyncio.ensure_future(backend.lead_or_wait(key, 5.0))
+            await asyncio.sleep(0.1)
+            await backend.unlock(key, token)  # the leader failed: no entry
+            taken, entry = await asyncio.wait_for(waiter, 2.0)
+            assert taken and taken != token and entry is None
+            other = asyncio.ensure_future(backend.lead_or_wait(key, 5.0))
+            await asyncio.sleep(0.1)
+            await backend.put(key, "r", b'{"ok":1}', {"cost": 0.5}, 60, 10)
+            assert await asyncio.wait_for(other, 2.0) == (None, (b'{"ok":1}', {"cost": 0.5}))
+        finally:
+            await backend.client.aclose()
+
+    asyncio.run(scenario())
 
 
 def _openai_stream(server, key, route):
