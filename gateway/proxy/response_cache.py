@@ -541,7 +541,7 @@ class RedisBackend:
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
-def _decoded(raw: bytes) -> tuple[bytes, dict]:
+def _decoded(raw: bytes | str) -> tuple[bytes, dict]:
     stored = orjson.loads(raw)
     return stored["body"].encode(), stored["meta"]
 
