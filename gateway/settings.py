@@ -185,6 +185,10 @@ GATEWAY_LOG_FORMAT = env.str("GATEWAY_LOG_FORMAT", default="none")
 # UsageRecord rows older than this many days (and covered by the DailyUsage rollup) are
 # deleted by a beat task (gateway.retention); 0 keeps them for ever.
 GATEWAY_USAGE_RETENTION_DAYS = env.int("GATEWAY_USAGE_RETENTION_DAYS", default=0)
+# The response cache's in-process tier in front of the database backend (gateway.proxy.response_cache):
+# its size in bytes (0: off) and how long a process may serve an entry without asking the database.
+GATEWAY_RESPONSE_CACHE_LOCAL_BYTES = env.int("GATEWAY_RESPONSE_CACHE_LOCAL_BYTES", default=32 * 1024 * 1024)
+GATEWAY_RESPONSE_CACHE_LOCAL_TTL = env.float("GATEWAY_RESPONSE_CACHE_LOCAL_TTL", default=10.0)
 
 from gateway import log_redaction  # noqa: E402
 

@@ -71,7 +71,7 @@ class Gateway:
         self.snapshots = SnapshotStore(self.cluster, self.recorder)
         self.events = EventPublisher()
         self.prompt_prefixes = SessionPrefixes()  # per session: the messages it sent last (prompt_cache.py)
-        self.responses = ResponseCache()  # the exact response cache (response_cache.py)
+        self.responses = ResponseCache(self.snapshots)  # the exact response cache (response_cache.py)
         self.live = LiveFeed()  # the live view's watchers and events (gateway.live)
         self.upstream: Client | None = None  # created in start(), on the serving event loop
         self.running = False

@@ -34,13 +34,18 @@ from providers.codecs import canonical as c
 
 log = logging.getLogger("junction.cache")
 
-# Formats whose answers are cached. Responses answers carry a per-response id stored for
-# previous_response_id chaining: not replayed from a cache.
-FORMATS = ("openai_chat", "anthropic_messages", "ollama")
-# Body fields that do not change the answer: stream or not is served from the same entry.
-_NOT_IN_KEY = ("stream", "stream_options")
+# Formats whose answers are cached. A Responses request is keyed after its previous_response_id
+# was expanded into the conversation it names (app.serve): the same conversation, the same key.
+# A replayed Responses answer gets a fresh id and is stored for chaining like any other.
+FORMATS = ("openai_chat", "anthropic_messages", "ollama", "openai_responses")
+# Body fields that do not change the answer: stream or not is served from the same entry, and
+# Responses' `store` only says whether the gateway keeps the conversation.
+_NOT_IN_KEY = ("stream", "stream_options", "store")
 FLIGHT_WAIT = 300.0  # seconds a follower waits for the leader's answer before going upstream itself
 PREFIX = "junction:rc:"
+# Across processes (Redis): the leader's lock expires on its own after LOCK_SECONDS (a leader that
+# died frees it); a waiter polls for the entry every POLL_SECONDS, at most CROSS_WAIT seconds.
+LOCK_SECONDS, POLL_SECONDS, CROSS_WAIT = 30.0, 0.025, 30.0
 
 
 def deterministic(body: dict) -> bool:
@@ -71,7 +76,8 @@ class Slot:
     """One cacheable request's place in the cache: the entry found (a hit), or the right
     (and duty) to store the answer it is about to fetch."""
 
-    __slots__ = ("cache", "key", "route", "ttl", "max_entries", "entry", "write", "_flight", "_writing")
+    __slots__ = ("cache", "key", "route", "ttl", "max_entries", "entry", "write", "_flight", "_writing",
+                 "_lock")
 
     def __init__(self, cache: ResponseCache, key: str, route, write: bool) -> None:
         self.cache, self.key, self.write = cache, key, write
@@ -80,6 +86,7 @@ class Slot:
         self.entry: tuple[bytes, dict] | None = None
         self._flight: asyncio.Future | None = None
         self._writing: asyncio.Future | None = None
+        self._lock: str | None = None  # the Redis lock's token while this slot leads across processes
 
     def store(self, body: bytes, ctx) -> None:
         """Stored by a task of its own: the response is already sent, and the client's
@@ -118,20 +125,34 @@ class Slot:
             self.cache._flights.pop(self.key, None)
             if not flight.done():
                 flight.set_result(None)
+        token, self._lock = self._lock, None
+        if token is not None:  # the other processes' waiters find the entry, or take the lock themselves
+            task = asyncio.ensure_future(self.cache.unlock(self.key, token))
+            self.cache._writes.add(task)
+            task.add_done_callback(self.cache._writes.discard)
 
 
 class ResponseCache:
-    """Owned by the Gateway object; the backend is chosen on first use."""
+    """Owned by the Gateway object; the backend is chosen on first use. `snapshots` (the
+    gateway's SnapshotStore): a config version change (any config save, and every purge)
+    empties the in-process tier."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshots=None) -> None:
         self._backend = None
+        self._snapshots = snapshots
         self._flights: dict[str, asyncio.Future] = {}
         self._writes: set[asyncio.Future] = set()  # stores in progress (a reference keeps them alive)
 
     @property
     def backend(self):
         if self._backend is None:
-            self._backend = RedisBackend(settings.REDIS_URL) if settings.REDIS_URL else DatabaseBackend()
+            if settings.REDIS_URL:
+                self._backend = RedisBackend(settings.REDIS_URL)
+            elif settings.GATEWAY_RESPONSE_CACHE_LOCAL_BYTES > 0:
+                self._backend = LocalTier(DatabaseBackend(), settings.GATEWAY_RESPONSE_CACHE_LOCAL_BYTES,
+                                          settings.GATEWAY_RESPONSE_CACHE_LOCAL_TTL)
+            else:
+                self._backend = DatabaseBackend()
         return self._backend
 
     async def begin(self, ctx, route, client_format: str, endpoint: str, body: dict,
@@ -143,6 +164,9 @@ class ResponseCache:
         read, write = _controls(headers)
         if not (read or write) or not (route.response_cache_any_temperature or deterministic(body)):
             return None
+        backend = self.backend
+        if self._snapshots is not None and isinstance(backend, LocalTier):
+            backend.sync(self._snapshots.current.version)
         key = ctx.key
         scope = f"u{key.user_id}" if key is not None and key.user_id is not None else \
             f"k{key.id if key is not None else ''}"
@@ -161,9 +185,31 @@ class ResponseCache:
                 slot.entry = await self._get(slot.key)
             if slot.entry is None and slot.key not in self._flights:
                 slot._flight = self._flights[slot.key] = asyncio.get_running_loop().create_future()
+                await self._across(slot)
         if slot.entry is not None:
             ctx.cache_status = "hit"
         return slot
+
+    async def _across(self, slot: Slot) -> None:
+        """Single-flight across processes (Redis only): the first process to take the key's
+        lock fetches the answer; the others wait for its entry (and release their own
+        followers once it is there) or, when the wait is over, go upstream themselves."""
+        backend = self.backend
+        if not isinstance(backend, RedisBackend):
+            return
+        try:
+            slot._lock, slot.entry = await backend.lead_or_wait(slot.key, CROSS_WAIT)
+        except Exception:  # a cache outage: this process fetches the answer itself
+            log.exception("response cache: cross-process single-flight failed")
+            return
+        if slot.entry is not None:
+            slot._release()  # this process's followers look the entry up too
+
+    async def unlock(self, key: str, token: str) -> None:
+        try:
+            await self.backend.unlock(key, token)
+        except Exception:  # it expires on its own
+            log.exception("response cache: unlock failed")
 
     async def _get(self, key: str):
         try:
@@ -180,7 +226,8 @@ class ResponseCache:
 
 
 async def replay(exchange, entry: tuple[bytes, dict]) -> None:
-    """Answer `exchange` from a cached entry: the stored body, or a stream made of it."""
+    """Answer `exchange` from a cached entry: the stored body, or a stream made of it. A
+    Responses answer gets this request's own id (and is stored for chaining if it asks)."""
     from .io import encode_headers, send_bytes
 
     body, meta = entry
@@ -190,19 +237,46 @@ async def replay(exchange, entry: tuple[bytes, dict]) -> None:
     ctx.status = 200
     ctx.ttft = time.perf_counter() - ctx.started
     headers = ctx.response_headers()
+    responses = exchange.response_id is not None
+    if responses:
+        body = _fresh_response(body, exchange)
     if not exchange.stream:
+        if responses and exchange.on_response is not None:
+            await exchange.on_response(orjson.loads(body))
         await send_bytes(exchange.send, 200, body, "application/json", headers)
         return
     codec = exchange.client_codec
     request = exchange.canonical
     encoder = codec.stream_encoder(request)
-    out = [encoder.encode(event) for event in response_events(codec.decode_response(orjson.loads(body)))]
+    response = codec.decode_response(orjson.loads(body))
+    if responses:
+        response.id = exchange.response_id
+    out = [encoder.encode(event) for event in response_events(response)]
     out.append(encoder.close())
+    stream = b"".join(out)
+    if responses and exchange.on_response is not None:
+        from .forward import ResponsesCapture
+
+        capture = ResponsesCapture()
+        capture.feed(stream)
+        if capture.response is not None:
+            await exchange.on_response(capture.response)
     headers["cache-control"] = "no-cache"
     await exchange.send({"type": "http.response.start", "status": 200,
                          "headers": [(b"content-type", codec.stream_media_type.encode())]
                          + encode_headers(headers)})
-    await exchange.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+    await exchange.send({"type": "http.response.body", "body": stream, "more_body": False})
+
+
+def _fresh_response(body: bytes, exchange) -> bytes:
+    """A stored Responses body as this request's answer: its own id, creation time and
+    `store` echo (the key leaves `store` out)."""
+    obj = orjson.loads(body)
+    obj["id"] = exchange.response_id
+    obj["created_at"] = int(time.time())
+    if "store" in obj:
+        obj["store"] = exchange.body.get("store", True) is not False
+    return orjson.dumps(obj)
 
 
 def response_events(response: c.Response) -> list:
@@ -294,13 +368,20 @@ class DatabaseBackend:
     """gateway.models.ResponseCacheEntry (Django's async ORM): the embedded profile."""
 
     async def get(self, key: str):
+        row = await self.fetch(key)
+        return None if row is None else row[:2]
+
+    async def fetch(self, key: str):
+        """(body, meta, expires_at as a timestamp, route) of a live entry, else None."""
         from gateway.models import ResponseCacheEntry
 
         row = await ResponseCacheEntry.objects.filter(key=key, expires_at__gt=_now()).only(
-            "body", "meta").afirst()
-        return None if row is None else (bytes(row.body), row.meta)
+            "body", "meta", "expires_at", "route").afirst()
+        return None if row is None else (bytes(row.body), row.meta, row.expires_at.timestamp(), row.route)
 
-    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> None:
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int,
+                  max_entries: int) -> list[str]:
+        """Returns the keys evicted for the size bound."""
         from gateway.models import ResponseCacheEntry
 
         now = _now()
@@ -313,12 +394,82 @@ class DatabaseBackend:
         stale = [k async for k in rows.order_by("-created_at").values_list("key", flat=True)[max_entries:]]
         if stale:
             await ResponseCacheEntry.objects.filter(key__in=stale).adelete()
+        return stale
 
     async def purge(self, route: str) -> int:
         from gateway.models import ResponseCacheEntry
 
         deleted, _ = await ResponseCacheEntry.objects.filter(route=route).adelete()
         return deleted
+
+
+class LocalTier:
+    """A bytes-bounded LRU in this process in front of the database backend: a hit found
+    here costs no ORM lookup (~1.45 ms of CPU on the event loop). An entry is kept until
+    the earlier of its own expiry and `ttl` seconds (GATEWAY_RESPONSE_CACHE_LOCAL_TTL) after
+    it was read from or written to the database. The key carries the user scope as in the
+    database. Invalidation: a purge or eviction made by this process drops its entries at
+    once; a purge in another process (the admin) bumps the config version, which empties
+    the tier of every process that sees it (same data directory, or Redis) before its next
+    request; an eviction in another process, or a purge where the version is not shared,
+    is seen here at most `ttl` seconds late."""
+
+    def __init__(self, inner: DatabaseBackend, max_bytes: int, ttl: float) -> None:
+        from collections import OrderedDict
+
+        self.inner, self.max_bytes, self.ttl = inner, max_bytes, ttl
+        self.entries: OrderedDict[str, tuple[bytes, dict, float, str, int]] = OrderedDict()
+        self.size = 0
+        self.version: object = None
+
+    def sync(self, version: object) -> None:
+        if version != self.version:
+            self.version = version
+            self.entries.clear()
+            self.size = 0
+
+    async def get(self, key: str):
+        entry = self.entries.get(key)
+        if entry is not None:
+            if entry[2] > time.time():
+                self.entries.move_to_end(key)
+                return entry[0], entry[1]
+            self._drop(key)
+        row = await self.inner.fetch(key)
+        if row is None:
+            return None
+        body, meta, expires, route = row
+        self._keep(key, route, body, meta, expires)
+        return body, meta
+
+    async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int,
+                  max_entries: int) -> list[str]:
+        evicted = await self.inner.put(key, route, body, meta, ttl, max_entries)
+        for stale in evicted:
+            self._drop(stale)
+        self._keep(key, route, body, meta, time.time() + ttl)
+        return evicted
+
+    async def purge(self, route: str) -> int:
+        for key in [k for k, e in self.entries.items() if e[3] == route]:
+            self._drop(key)
+        return await self.inner.purge(route)
+
+    def _keep(self, key: str, route: str, body: bytes, meta: dict, expires: float) -> None:
+        size = len(body) + 512  # the meta and the bookkeeping, roughly
+        if size > self.max_bytes // 8:
+            return  # one huge answer must not flush the tier
+        self._drop(key)
+        self.entries[key] = (body, meta, min(expires, time.time() + self.ttl), route, size)
+        self.size += size
+        while self.size > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.size -= old[4]
+
+    def _drop(self, key: str) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.size -= old[4]
 
 
 class RedisBackend:
@@ -332,10 +483,36 @@ class RedisBackend:
 
     async def get(self, key: str):
         raw = await self.client.get(PREFIX + key)
-        if raw is None:
-            return None
-        stored = orjson.loads(raw)
-        return stored["body"].encode(), stored["meta"]
+        return None if raw is None else _decoded(raw)
+
+    async def lead_or_wait(self, key: str, wait: float) -> tuple[str | None, tuple | None]:
+        """(lock token, None): this process leads, it fetches the answer and stores it.
+        (None, entry): another process stored it meanwhile. (None, None): waited `wait`
+        seconds for nothing; go upstream anyway. A leader that releases its lock without
+        an entry (its request failed) lets one of the waiters lead in its place."""
+        import secrets
+
+        deadline = time.monotonic() + wait
+        lock = PREFIX + "lock:" + key
+        while True:
+            token = secrets.token_hex(8)
+            if await self.client.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+                return token, None
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.get(PREFIX + key)
+                    pipe.exists(lock)
+                    raw, locked = await pipe.execute()
+                if raw is not None:
+                    return None, _decoded(raw)
+                if time.monotonic() >= deadline:
+                    return None, None
+                if not locked:
+                    break
+
+    async def unlock(self, key: str, token: str) -> None:
+        await self.client.eval(_UNLOCK, 1, PREFIX + "lock:" + key, token)
 
     async def put(self, key: str, route: str, body: bytes, meta: dict, ttl: int, max_entries: int) -> None:
         index = PREFIX + "route:" + hashlib.sha256(route.encode()).hexdigest()[:32]
@@ -360,6 +537,15 @@ class RedisBackend:
         return len(keys)
 
 
+# Deletes the lock only while it is still the caller's (an expired one may be another's now).
+_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _decoded(raw: bytes | str) -> tuple[bytes, dict]:
+    stored = orjson.loads(raw)
+    return stored["body"].encode(), stored["meta"]
+
+
 def purge_routes(names: list[str]) -> int:
     """From the admin (a sync view, off the event loop): drop every cached answer of these routes."""
     if settings.REDIS_URL:
@@ -372,8 +558,11 @@ def purge_routes(names: list[str]) -> int:
 
         return asyncio.run(purge())
     from gateway.models import ResponseCacheEntry
+    from providers.config_version import bump_version
 
-    return ResponseCacheEntry.objects.filter(route__in=names).delete()[0]
+    deleted = ResponseCacheEntry.objects.filter(route__in=names).delete()[0]
+    bump_version()  # every gateway process empties its in-process tier before its next request (LocalTier)
+    return deleted
 
 
 def _now() -> datetime:

@@ -203,6 +203,58 @@ def test_bedrock_claude_gets_cache_points_it_accepts(gateway, alice, fake_bedroc
     assert not fake_bedrock.rejected
 
 
+def test_goose_conversation_through_bedrock_cached_share_rises_turn_by_turn(gateway, alice, fake_bedrock):
+    """The same Goose conversation (OpenAI format) through a Bedrock route: the fake reports
+    cache reads/writes only for prefixes ending at a cachePoint it saw, and the records are
+    priced at the model's cache read/write prices."""
+    from tests.fakes import bedrock as fake_bedrock_module
+
+    model = "anthropic.claude-sonnet-4-v1:0"
+    p = world.provider(fake_bedrock.url, type="bedrock", api_key="", region=fake_bedrock_module.REGION,
+                       aws_access_key_id=fake_bedrock_module.ACCESS_KEY,
+                       aws_secret_access_key=fake_bedrock_module.SECRET_KEY, model=model)
+    world.price(p, model, 3.0, 15.0, cache_read_price=0.3, cache_write_price=3.75)
+    route = world.unique("goose-bedrock-cache")
+    world.route(route, [(p, model)])
+    session = "goose-brc-" + uuid.uuid4().hex[:6]
+    shares, ids = [], []
+    for messages in goose_turns(4):
+        r = post_goose(gateway, alice, route, messages, session)
+        assert r.status_code == 200, r.text
+        usage = r.json()["usage"]
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        shares.append(cached / usage["prompt_tokens"])
+        ids.append(r.headers["x-request-id"])
+    assert not fake_bedrock.rejected
+    assert shares[0] == 0
+    rising = [s for s in shares if s > 0]
+    assert len(rising) >= 3 and rising == sorted(rising) and len(set(rising)) == len(rising), shares
+    assert shares[-1] > 0.7, shares
+    last = world.wait_record(ids[-1])
+    assert last.cached_tokens > 0 and last.cache_write_tokens > 0
+    expected = (3.0 * (last.prompt_tokens - last.cached_tokens - last.cache_write_tokens)
+                + 0.3 * last.cached_tokens + 3.75 * last.cache_write_tokens
+                + 15.0 * last.completion_tokens) / 1e6
+    assert float(last.cost_usd) == pytest.approx(expected, abs=1e-7)
+
+
+def test_bedrock_fake_caches_only_marked_prefixes(gateway, alice, fake_bedrock):
+    """Without cache points (the route's switch off) the fake reports no cache at all."""
+    from tests.fakes import bedrock as fake_bedrock_module
+
+    p = world.provider(fake_bedrock.url, type="bedrock", api_key="", region=fake_bedrock_module.REGION,
+                       aws_access_key_id=fake_bedrock_module.ACCESS_KEY,
+                       aws_secret_access_key=fake_bedrock_module.SECRET_KEY)
+    r = world.route(world.unique("bedrock-nocache"), [(p, "anthropic.claude-sonnet-4-v1:0")])
+    r.prompt_cache = False
+    r.save()
+    for messages in goose_turns(3):
+        response = post_goose(gateway, alice, r.name, messages, "s-br-off")
+        assert response.status_code == 200
+        assert not (response.json()["usage"].get("prompt_tokens_details") or {}).get("cached_tokens")
+    assert not any("cachePoint" in json.dumps(rec.body) for rec in fake_bedrock.requests)
+
+
 def test_openai_upstreams_keep_the_prompt_cache_key(gateway, alice, fake_openai):
     chat_provider = world.provider(fake_openai.url + "/v1", wire_api="chat")
     # A Responses client (Codex sends prompt_cache_key) translated to chat completions.

@@ -36,6 +36,16 @@ def redis_gateway(redis_url):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_gateway_b(redis_gateway, redis_url):
+    """A second process of the same Redis deployment (another host, or another worker)."""
+    server = GatewayProcess({"REDIS_URL": redis_url, "CELERY_BROKER_URL": "memory://",
+                             "GATEWAY_CLUSTER_SYNC_SECONDS": "0.05",
+                             "GATEWAY_DATA_DIR": tempfile.mkdtemp(prefix="junction-rc-b-")})
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["database", "redis"])
 def server(request, gateway):
     if request.param == "database":
@@ -172,6 +182,53 @@ def test_stampede_makes_one_upstream_call(gateway, alice, fake_openai):
     assert len({a.content for a in answers}) == 1
 
 
+def test_stampede_across_two_processes_with_redis_makes_one_upstream_call(redis_gateway, redis_gateway_b,
+                                                                         redis_url, alice, fake_openai):
+    """Identical requests on two gateway processes sharing Redis, at once: one upstream call
+    (the other process waits for the entry under the leader's Redis lock)."""
+    with override_settings(REDIS_URL=redis_url):
+        p = world.provider(fake_openai.url + "/v1", wire_api="chat")
+        route = cached_route([(p, "mock:first_delay=0.5")])
+    servers = [redis_gateway, redis_gateway_b] * 4
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda server: chat(server, alice, route), servers))
+    assert all(a.status_code == 200 for a in answers)
+    assert sorted(a.headers["x-gateway-cache"] for a in answers) == ["hit"] * 7 + ["miss"]
+    assert len(fake_openai.requests) == 1
+    assert len({a.content for a in answers}) == 1
+
+
+def test_cross_process_wait_is_bounded_and_a_failed_leader_hands_over(redis_url):
+    """The Redis lock protocol itself: a waiter gives up after its wait when the leader
+    never stores; it takes over when the leader releases its lock without an entry."""
+    import asyncio
+
+    from gateway.proxy.response_cache import RedisBackend
+
+    async def scenario():
+        backend = RedisBackend(redis_url)
+        try:
+            key = world.unique("flight")
+            token, entry = await backend.lead_or_wait(key, 1.0)
+            assert token and entry is None  # first: leads
+            started = time.monotonic()
+            assert await backend.lead_or_wait(key, 0.3) == (None, None)  # leader silent: bounded wait
+            assert 0.25 < time.monotonic() - started < 2.0
+            waiter = asyncio.ensure_future(backend.lead_or_wait(key, 5.0))
+            await asyncio.sleep(0.1)
+            await backend.unlock(key, token)  # the leader failed: no entry
+            taken, entry = await asyncio.wait_for(waiter, 2.0)
+            assert taken and taken != token and entry is None
+            other = asyncio.ensure_future(backend.lead_or_wait(key, 5.0))
+            await asyncio.sleep(0.1)
+            await backend.put(key, "r", b'{"ok":1}', {"cost": 0.5}, 60, 10)
+            assert await asyncio.wait_for(other, 2.0) == (None, (b'{"ok":1}', {"cost": 0.5}))
+        finally:
+            await backend.client.aclose()
+
+    asyncio.run(scenario())
+
+
 def _openai_stream(server, key, route):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
@@ -243,6 +300,22 @@ def test_purge_per_route_from_the_admin(server, alice, chat_route, fake_openai, 
     assert chat(server, alice, other).headers["x-gateway-cache"] == "hit"
 
 
+def test_database_backend_hits_come_from_the_in_process_tier(gateway, alice, chat_route, fake_openai):
+    """A stored answer is served by the gateway process without a database lookup; a row
+    deleted behind its back (another process's eviction) is served on for at most the
+    tier's short TTL, and a config version bump (what the admin's purge does) empties it."""
+    from gateway.models import ResponseCacheEntry
+    from providers.config_version import bump_version
+
+    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    time.sleep(0.2)  # stored by a task of its own after the answer
+    assert ResponseCacheEntry.objects.filter(route=chat_route).delete()[0] == 1
+    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "hit"
+    bump_version()
+    assert chat(gateway, alice, chat_route).headers["x-gateway-cache"] == "miss"
+    assert len(fake_openai.requests) == 2
+
+
 def test_an_ollama_client_gets_a_replayed_ndjson_stream_with_tool_calls(gateway, alice, fake_openai):
     p = world.provider(fake_openai.url + "/v1", wire_api="chat")
     route = cached_route([(p, "mock:tools")])
@@ -261,3 +334,110 @@ def test_an_ollama_client_gets_a_replayed_ndjson_stream_with_tool_calls(gateway,
     assert seen[0][1] == [{"name": "tree", "arguments": {"path": "src", "depth": 2}}]
     assert seen[1][1:] == seen[0][1:]
     assert len(fake_openai.requests) == 1
+
+
+# ---------------------------------------------------------------------------- Responses API
+
+RESPONSES_TOOLS = [{"type": "function", "name": "tree", "description": "List files",
+                    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+
+
+def _responses_route(kind, fake_openai, fake_anthropic):
+    """Passthrough to an OpenAI Responses upstream, or translated to Anthropic."""
+    p = world.provider(fake_openai.url + "/v1") if kind == "responses" else \
+        world.provider(fake_anthropic.url, type="anthropic")
+    world.price(p, "mock:tools", 2.0, 8.0)
+    return cached_route([(p, "mock:tools")]), (fake_openai if kind == "responses" else fake_anthropic)
+
+
+def responses(server, key, route, headers=None, **body):
+    body = {"model": route, "input": "list src", "temperature": 0, "tools": RESPONSES_TOOLS, **body}
+    return httpx.post(server.url + "/v1/responses", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {key}", **(headers or {})})
+
+
+@pytest.mark.parametrize("kind", ["responses", "anthropic"])
+def test_responses_hit_gets_a_fresh_id_and_is_stored_for_chaining(server, alice, kind, fake_openai,
+                                                                  fake_anthropic):
+    route, fake = _responses_route(kind, fake_openai, fake_anthropic)
+    first = responses(server, alice, route)
+    second = responses(server, alice, route)
+    assert first.status_code == second.status_code == 200
+    assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
+    assert len(fake.requests) == 1
+    a, b = first.json(), second.json()
+    assert a["id"] != b["id"] and b["id"].startswith("resp_")
+    assert b["output"] == a["output"] and b["usage"] == a["usage"]
+    assert [i["name"] for i in b["output"] if i["type"] == "function_call"] == ["tree"]
+    # The hit was stored as a conversation of its own: retrievable and chainable by its new id.
+    auth = {"authorization": f"Bearer {alice}"}
+    got = httpx.get(f"{server.url}/v1/responses/{b['id']}", headers=auth, timeout=10)
+    assert got.status_code == 200 and got.json()["id"] == b["id"]
+    hit = world.wait_record(second.headers["x-request-id"])
+    assert hit.cache_hit and float(hit.cost_usd) == 0 and float(hit.saved_usd) > 0
+
+
+def test_responses_store_false_is_served_from_the_same_entry_and_not_stored(server, alice, fake_openai,
+                                                                            fake_anthropic):
+    route, fake = _responses_route("responses", fake_openai, fake_anthropic)
+    assert responses(server, alice, route).headers["x-gateway-cache"] == "miss"
+    again = responses(server, alice, route, store=False)
+    assert again.headers["x-gateway-cache"] == "hit" and again.json()["store"] is False
+    auth = {"authorization": f"Bearer {alice}"}
+    assert httpx.get(f"{server.url}/v1/responses/{again.json()['id']}", headers=auth,
+                     timeout=10).status_code == 404
+    assert len(fake.requests) == 1
+
+
+def test_responses_previous_response_id_is_keyed_on_the_expanded_conversation(server, alice, fake_openai,
+                                                                              fake_anthropic):
+    """Two chains with the same content (different ids) share the second turn's entry; a
+    different conversation before the same new input does not."""
+    route, fake = _responses_route("anthropic", fake_openai, fake_anthropic)
+    first = responses(server, alice, route).json()["id"]
+    twin = responses(server, alice, route).json()["id"]  # a hit: same conversation, another id
+    follow = [{"type": "function_call_output", "call_id": "toolu_fake0001", "output": "src/a.py"}]
+    turn = responses(server, alice, route, previous_response_id=first, input=follow)
+    assert turn.status_code == 200 and turn.headers["x-gateway-cache"] == "miss"
+    assert responses(server, alice, route, previous_response_id=twin, input=follow).headers[
+        "x-gateway-cache"] == "hit"
+    other = responses(server, alice, route, input="list docs").json()["id"]
+    assert responses(server, alice, route, previous_response_id=other, input=follow).headers[
+        "x-gateway-cache"] == "miss"
+    assert len(fake.requests) == 4
+
+
+def _responses_sdk_stream(server, key, route):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+    raw = client.responses.with_raw_response.create(model=route, input="list src", temperature=0,
+                                                    tools=RESPONSES_TOOLS, stream=True)
+    kinds, calls, final = [], [], None
+    for event in raw.parse():
+        kinds.append(event.type)
+        if event.type == "response.output_item.done" and event.item.type == "function_call":
+            calls.append((event.item.name, json.loads(event.item.arguments)))
+        if event.type == "response.completed":
+            final = event.response
+    return raw.headers["x-gateway-cache"], kinds, calls, final
+
+
+@pytest.mark.parametrize("kind", ["responses", "anthropic"])
+def test_openai_sdk_parses_a_replayed_responses_stream_with_tool_calls(server, alice, kind, fake_openai,
+                                                                       fake_anthropic):
+    route, fake = _responses_route(kind, fake_openai, fake_anthropic)
+    status, kinds, calls, final = _responses_sdk_stream(server, alice, route)
+    assert status == "miss" and calls and calls[0][0] == "tree"
+    again = _responses_sdk_stream(server, alice, route)
+    assert again[0] == "hit" and again[2] == calls
+    assert again[1][0] == "response.created" and again[1][-1] == "response.completed"
+    assert "response.function_call_arguments.done" in again[1]
+    assert again[3].id != final.id
+    assert (again[3].usage.input_tokens, again[3].usage.output_tokens) == \
+        (final.usage.input_tokens, final.usage.output_tokens)
+    auth = {"authorization": f"Bearer {alice}"}
+    assert httpx.get(f"{server.url}/v1/responses/{again[3].id}", headers=auth, timeout=10).status_code == 200
+    # The stream's entry answers the same request without a stream.
+    whole = responses(server, alice, route)
+    assert whole.headers["x-gateway-cache"] == "hit"
+    assert [i["name"] for i in whole.json()["output"] if i["type"] == "function_call"] == ["tree"]
+    assert len(fake.requests) == 1

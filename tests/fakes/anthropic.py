@@ -157,6 +157,10 @@ LOOKBACK = 20  # blocks the API checks before a breakpoint for an earlier write
 _MINIMUMS = (("opus-4-5", 4096), ("haiku-4-5", 4096), ("3-5-haiku", 2048), ("3-haiku", 2048))
 
 
+def minimum_tokens(model: str) -> int:
+    return next((n for key, n in _MINIMUMS if key in model), 1024)
+
+
 def prompt_blocks(body: dict) -> list[tuple[str, int, dict | None]]:
     """(canonical JSON without markers, tokens, cache_control) per block, in prompt order."""
     out = []
@@ -190,9 +194,11 @@ class PromptCache:
     def clear(self) -> None:
         self.entries.clear()
 
-    def usage(self, body: dict) -> tuple[int, int, int] | None:
-        """(read, written, total) tokens, or None when the request has no breakpoint."""
-        blocks = prompt_blocks(body)
+    def usage(self, body: dict, blocks: list | None = None, model: str | None = None
+              ) -> tuple[int, int, int] | None:
+        """(read, written, total) tokens, or None when the request has no breakpoint. `blocks`
+        and `model`: another API's prompt read the same way (the Bedrock fake's Converse)."""
+        blocks = prompt_blocks(body) if blocks is None else blocks
         points = [i for i, b in enumerate(blocks) if b[2]]
         if not points:
             return None
@@ -212,7 +218,7 @@ class PromptCache:
                     self.entries[hashes[i]] = (now + entry[1], entry[1])  # refreshed on a hit
                     break
         read = ends[read_at] if read_at >= 0 else 0
-        minimum = next((n for key, n in _MINIMUMS if key in str(body.get("model"))), 1024)
+        minimum = minimum_tokens(str(body.get("model") if model is None else model))
         written = 0
         for point in points:
             if point > read_at and ends[point] >= minimum:

@@ -18,6 +18,15 @@ percent-encodes the id in the path, so '#' travels as %23:
     ...#mid_error=throttlingException   that exception type;  ...#mid_error=5  after 5 frames
     ...#drop_after=3  #hang  #first_delay=0.5  #token_delay=0.01  #garbage  #html_error  #context_length
 
+Prompt caching, faithfully (without #cached=N), as on Claude models: the prompt is read
+toolConfig.tools -> system -> messages, block by block, and a `cachePoint` block ends a
+cacheable prefix (ttl 5m, or "1h"). The Anthropic fake's PromptCache does the rest: a request
+reads the longest prefix ending at a cache point (or up to 20 blocks before one) that an
+earlier request wrote, and writes the prefix up to its last cache point when that is at
+least the model's minimum cacheable length (1,024 tokens; more for Haiku 3.5/4.5, Opus 4.5).
+usage then reports `cacheReadInputTokens` / `cacheWriteInputTokens` and `inputTokens` only
+the rest (totalTokens counts all). More than 4 cache points: a ValidationException.
+
 Stream frames are real `application/vnd.amazon.eventstream` messages: botocore
 can decode them but has no encoder, so `frame()` below writes them per the AWS
 spec (prelude: total length, headers length, prelude CRC32; string headers;
@@ -40,6 +49,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
+from .anthropic import MAX_BREAKPOINTS, PromptCache
 from .base import Behaviour, FakeServer, agent_call, prompt_tokens_of
 
 ACCESS_KEY = "AKIAJUNCTIONTEST0001"
@@ -128,6 +138,32 @@ def check_conversation(body: dict) -> str | None:
     return None
 
 
+def converse_blocks(body: dict) -> list[tuple[str, int, dict | None]]:
+    """(canonical JSON, tokens, cache point) per prompt block in the order the model reads
+    them; a `cachePoint` block is no block of its own but marks the one before it."""
+    out: list[tuple[str, int, dict | None]] = []
+
+    def add(block, role: str | None = None) -> None:
+        if not isinstance(block, dict):
+            return
+        if "cachePoint" in block:
+            if out:
+                bare, tokens, _ = out[-1]
+                out[-1] = (bare, tokens, block["cachePoint"] or {"type": "default"})
+            return
+        bare = json.dumps({"role": role, **block} if role else block, sort_keys=True)
+        out.append((bare, max(1, len(bare) // 4), None))
+
+    for tool in (body.get("toolConfig") or {}).get("tools") or []:
+        add(tool)
+    for block in body.get("system") or []:
+        add(block)
+    for m in body.get("messages") or []:
+        for block in (m or {}).get("content") or []:
+            add(block, (m or {}).get("role"))
+    return out
+
+
 def aws_error(status: int, type_name: str | None = None, message: str | None = None) -> web.Response:
     default_type, default_message = ERRORS.get(status, ("InternalServerException", "Upstream error %d." % status))
     type_name = type_name or default_type
@@ -145,6 +181,11 @@ class FakeBedrock(FakeServer):
         super().__init__()
         self.access_key, self.secret_key, self.region, self.session_token = access_key, secret_key, region, session_token
         self.rejected_signatures = 0
+        self.prompt_cache = PromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.prompt_cache.clear()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(r"/model/{model_id:.+}/{op:converse|converse-stream}", self.converse)
@@ -212,6 +253,13 @@ class FakeBedrock(FakeServer):
         return calls
 
     def usage(self, body: dict, behaviour: Behaviour, output_tokens: int) -> dict:
+        cached = None if behaviour.cached else self.prompt_cache.usage(body, converse_blocks(body),
+                                                                       behaviour.model)
+        if cached is not None:
+            read, written, total = cached
+            prompt = max(0, total - read - written)
+            return {"inputTokens": prompt, "outputTokens": output_tokens, "cacheReadInputTokens": read,
+                    "cacheWriteInputTokens": written, "totalTokens": total + output_tokens}
         prompt = prompt_tokens_of(body)
         usage = {"inputTokens": prompt, "outputTokens": output_tokens,
                  "totalTokens": prompt + output_tokens + behaviour.cached}
@@ -237,6 +285,11 @@ class FakeBedrock(FakeServer):
             return aws_error(400, "ValidationException", problem)
         if "context_length" in behaviour.flags:
             return aws_error(400, "ValidationException", "Input is too long for requested model.")
+        points = sum(1 for b in converse_blocks(body) if b[2])
+        if points > MAX_BREAKPOINTS:
+            problem = f"The number of cache points ({points}) exceeds the maximum of {MAX_BREAKPOINTS}."
+            self.rejected.append(problem)
+            return aws_error(400, "ValidationException", problem)
         if behaviour.status:
             if behaviour.first_delay:
                 await asyncio.sleep(behaviour.first_delay)
