@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from providers.codecs.canonical import Usage
 from providers.config import ModelInfo
-from providers.pricing import PROVIDER, UNKNOWN, Price
+from providers.pricing import ADMIN, PROVIDER, UNKNOWN, Price
 from routing.table import KeyInfo
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a urandom call
@@ -62,13 +62,13 @@ class RequestContext:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
 
     def cost(self) -> tuple[float, str]:
-        """(USD, price source): what the provider reported it billed (OpenRouter's
-        usage.cost, the invoice figure, so it wins even over an admin price), else the
-        resolved price: admin, database, local 0 or unpriced (see providers.pricing)."""
+        """(USD, price source) in issue 9's order: an admin price (an explicit override,
+        e.g. a negotiated discount), else what the provider reported it billed (OpenRouter's
+        usage.cost), else the database price, local 0 or unpriced (see providers.pricing)."""
         usage, price = self.usage, self.price
         if usage is None:
             return 0.0, price.source
-        if usage.cost is not None:
+        if usage.cost is not None and price.source != ADMIN:
             return usage.cost, PROVIDER
         return price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
                           usage.cache_write_tokens), price.source

@@ -22,6 +22,7 @@ from providers.pricing import FREE, UNKNOWN, database_price, price_for
 from providers.config import ModelInfo
 from tests.fakes import azure as fake_azure_module
 from tests.fakes import bedrock as fake_bedrock_module
+from tests.fakes import openrouter as fake_openrouter_module
 
 from . import world
 
@@ -104,11 +105,34 @@ def test_a_config_with_only_model_names_books_correct_spend(request, gateway, al
     assert expected > 0 and float(rec.cost_usd) == pytest.approx(expected, abs=1e-8)
 
 
-def test_openrouter_bills_what_it_reports(gateway, alice, fake_openrouter):
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_openrouter_bills_what_it_reports(gateway, alice, fake_openrouter, stream):
+    """Only a model name in the config: OpenRouter's own `usage.cost` is the spend, exactly."""
     provider = world.provider(fake_openrouter.url + "/api/v1", type="openrouter",
                               model="anthropic/claude-sonnet-4.5")
-    rec = world.wait_record(chat(gateway, alice, provider.name).headers["x-request-id"])
-    assert rec.price_source == "provider" and rec.cost_usd > 0
+    r = chat(gateway, alice, provider.name, stream=stream)
+    assert r.status_code == 200, r.text
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.price_source == "provider" and rec.prompt_tokens > 0 and rec.completion_tokens > 0
+    reported = round((rec.prompt_tokens + rec.completion_tokens) * fake_openrouter_module.COST_PER_TOKEN, 8)
+    assert reported > 0 and float(rec.cost_usd) == pytest.approx(reported, abs=1e-8)
+    # not the price database's figure for the same tokens (the fake charges its own rate)
+    assert float(rec.cost_usd) != pytest.approx(
+        database_price("openrouter", "anthropic/claude-sonnet-4.5").cost(rec.prompt_tokens, rec.completion_tokens))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_an_admin_price_wins_over_the_providers_reported_cost(gateway, alice, fake_openrouter, stream):
+    """Issue 9's order: admin price > provider-reported cost > price database. An admin price
+    is an explicit override (a negotiated discount), so OpenRouter's `usage.cost` gives way."""
+    provider = world.provider(fake_openrouter.url + "/api/v1", type="openrouter", model="openai/gpt-4o")
+    world.price(provider, "openai/gpt-4o", input_price=1, output_price=2)
+    r = chat(gateway, alice, provider.name, stream=stream)
+    assert r.status_code == 200, r.text
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.price_source == "admin" and rec.prompt_tokens > 0
+    assert float(rec.cost_usd) == pytest.approx((rec.prompt_tokens * 1 + rec.completion_tokens * 2) / 1e6,
+                                                abs=1e-8)
 
 
 def test_the_default_route_is_priced(gateway, alice, fake_openai):
