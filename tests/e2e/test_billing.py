@@ -143,7 +143,8 @@ def test_a_big_prompt_is_counted_off_the_event_loop(gateway, alice, fake_openai)
 FALLBACK_DOORS = {
     "openai_chat": ("/v1/chat/completions", lambda m, s: {"model": m, "messages": CHAT, "stream": s},
                     "openai_chat", "fake_openai", "/v1", "openai", prompt_tokens_of),
-    "anthropic": ("/v1/messages", lambda m, s: {"model": m, "max_tokens": 4000, "messages": CHAT, "stream": s},
+    "anthropic": ("/v1/messages",
+                  lambda m, s: {"model": m, "max_tokens": 4000, "messages": CHAT, "stream": s},
                   "anthropic_messages", "fake_anthropic", "", "anthropic", input_tokens_of),
 }
 
@@ -176,7 +177,8 @@ def test_an_attempt_abandoned_for_a_fallback_is_billed_too(request, gateway, ali
     assert first["prompt_tokens"] == estimate and first["completion_tokens"] == 0 and first["estimated"]
     assert first["cost_usd"] == pytest.approx(estimate * 3 / 1e6, abs=1e-8)
     actual_prompt = upstream_prompt(fake.last().body)
-    assert (second["provider"], second["status"], second["prompt_tokens"]) == (healthy.name, 200, actual_prompt)
+    assert (second["provider"], second["status"]) == (healthy.name, 200)
+    assert second["prompt_tokens"] == actual_prompt
     assert second["completion_tokens"] > 0 and not second.get("estimated")
     assert second["cost_usd"] == pytest.approx((actual_prompt * 1 + second["completion_tokens"] * 2) / 1e6,
                                                abs=1e-8)
@@ -246,4 +248,5 @@ def test_an_attempt_the_provider_never_processed_is_not_billed(gateway, alice, f
                                               "status_429": 429}[failure]
     assert "cost_usd" not in rec.attempt_chain[0] and not rec.usage_estimated
     assert rec.prompt_tokens == prompt_tokens_of(fake_openai.last().body)
-    assert float(rec.cost_usd) == pytest.approx((rec.prompt_tokens + rec.completion_tokens * 2) / 1e6, abs=1e-8)
+    expected = (rec.prompt_tokens * 1 + rec.completion_tokens * 2) / 1e6  # the fallback's price only
+    assert float(rec.cost_usd) == pytest.approx(expected, abs=1e-8)
