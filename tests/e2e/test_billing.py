@@ -149,19 +149,28 @@ FALLBACK_DOORS = {
 }
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+# how the first candidate fails after it got the request → (stream, behaviour, its status and error)
+ABANDONED = {
+    "stream_stall": (True, "stall_after=0", 504, "timeout"),  # headers, then no byte
+    "json_stall": (False, "hang", 504, "timeout"),  # no byte at all
+    "json_cut": (False, "cut_body", 502, "bad_gateway"),  # the start of the answer, then a dropped connection
+}
+
+
+@pytest.mark.parametrize("case", list(ABANDONED))
 @pytest.mark.parametrize("door", list(FALLBACK_DOORS))
-def test_an_attempt_abandoned_for_a_fallback_is_billed_too(request, gateway, alice, door, stream):
-    """The first candidate got the prompt and stalled before its first byte (the provider
-    bills that prompt); the fallback served the request. One record: its cost is the first
-    attempt's estimate at the first model's price plus the second attempt's actual usage at
-    its own price, each listed in the attempt chain, and the record is marked estimated."""
+def test_an_attempt_abandoned_for_a_fallback_is_billed_too(request, gateway, alice, door, case):
+    """The first candidate got the prompt, then stalled before its first byte or broke off its
+    answer (the provider bills that prompt); the fallback served the request. One record: its
+    cost is the first attempt's estimate at the first model's price plus the second attempt's
+    actual usage at its own price, each listed in the attempt chain; the record is estimated."""
     url, build, client_format, fixture, path, ptype, upstream_prompt = FALLBACK_DOORS[door]
+    stream, behaviour, status, error = ABANDONED[case]
     fake = request.getfixturevalue(fixture)
     model = "claude-sonnet-4-5" if ptype == "anthropic" else "mock"
     slow = world.provider(fake.url + path, type=ptype, model=model, first_token_timeout=0.5)
     healthy = world.provider(fake.url + path, type=ptype, model=model)
-    stalled = f"{model}:stall_after=0" if stream else f"{model}:hang"  # headers then nothing / nothing
+    stalled = f"{model}:{behaviour}"
     world.price(slow, stalled, input_price=3, output_price=15)
     world.price(healthy, model, input_price=1, output_price=2)
     name = world.unique("abandoned")
@@ -172,7 +181,7 @@ def test_an_attempt_abandoned_for_a_fallback_is_billed_too(request, gateway, ali
     assert r.headers["x-gateway-provider"] == healthy.name and r.headers["x-gateway-attempts"] == "2"
     rec = world.wait_record(r.headers["x-request-id"])
     first, second = rec.attempt_chain
-    assert (first["provider"], first["status"], first["error"]) == (slow.name, 504, "timeout")
+    assert (first["provider"], first["status"], first["error"]) == (slow.name, status, error)
     estimate = _expected_prompt(client_format, body)
     assert first["prompt_tokens"] == estimate and first["completion_tokens"] == 0 and first["estimated"]
     assert first["cost_usd"] == pytest.approx(estimate * 3 / 1e6, abs=1e-8)
