@@ -146,6 +146,8 @@ FALLBACK_DOORS = {
     "anthropic": ("/v1/messages",
                   lambda m, s: {"model": m, "max_tokens": 4000, "messages": CHAT, "stream": s},
                   "anthropic_messages", "fake_anthropic", "", "anthropic", input_tokens_of),
+    "responses": ("/v1/responses", lambda m, s: {"model": m, "input": CHAT, "stream": s, "store": False},
+                  "openai_responses", "fake_openai", "/v1", "openai", prompt_tokens_of),
 }
 
 
