@@ -261,3 +261,26 @@ def test_an_attempt_the_provider_never_processed_is_not_billed(gateway, alice, f
     assert rec.prompt_tokens == prompt_tokens_of(fake_openai.last().body)
     expected = (rec.prompt_tokens * 1 + rec.completion_tokens * 2) / 1e6  # the fallback's price only
     assert float(rec.cost_usd) == pytest.approx(expected, abs=1e-8)
+
+
+def test_when_every_candidate_fails_the_abandoned_attempts_are_still_billed(gateway, alice, fake_openai):
+    """A stall, then a refusal, retried once: the two stalled attempts are billed (each at its
+    estimate), the refusals are not; the record carries the error status and the stalls' cost."""
+    slow = world.provider(fake_openai.url + "/v1", first_token_timeout=0.5)
+    broken = world.provider(fake_openai.url + "/v1")
+    world.price(slow, "mock:hang", input_price=3, output_price=15)
+    world.price(broken, "mock:status=503", input_price=1, output_price=2)
+    name = world.unique("allfail")
+    world.route(name, [(slow, "mock:hang"), (broken, "mock:status=503")])
+    body = {"model": name, "messages": CHAT}
+    r = httpx.post(gateway.url + "/v1/chat/completions", json=body,
+                   headers={"authorization": f"Bearer {alice}"}, timeout=30)
+    assert r.status_code == 503
+    rec = world.wait_record(r.headers["x-request-id"])
+    chain = rec.attempt_chain
+    assert [(a["provider"], a["status"]) for a in chain] == [(slow.name, 504), (broken.name, 503)] * 2
+    estimate = _expected_prompt("openai_chat", body)
+    assert [a.get("prompt_tokens") for a in chain] == [estimate, None, estimate, None]
+    assert rec.usage_estimated and rec.prompt_tokens == 2 * estimate and rec.completion_tokens == 0
+    assert rec.price_source == "admin" and rec.status == 503
+    assert float(rec.cost_usd) == pytest.approx(2 * estimate * 3 / 1e6, abs=1e-8)
