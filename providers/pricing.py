@@ -1,9 +1,10 @@
 """Where a request's price comes from, in this order (issue 9):
 
-1. provider: the cost the provider itself reports it billed (OpenRouter `usage.cost`), per
-   request: an invoice figure, so it wins even over an admin price (applied by
-   gateway.proxy.context.RequestContext.cost);
-2. admin: the ProviderModel's prices, when the admin typed any (input or output > 0);
+1. admin: the ProviderModel's prices, when the admin typed any (input or output > 0): an
+   explicit override (a negotiated discount, a private deployment), so it wins even over
+   the provider's own figure;
+2. provider: the cost the provider itself reports it billed (OpenRouter `usage.cost`), per
+   request (applied by gateway.proxy.context.RequestContext.cost);
 3. database: the `genai-prices` package's bundled snapshot (offline, pinned; never
    fetched at run time), matched by provider type (openai, anthropic, aws for
    Bedrock, azure, openrouter) or, for OpenAI-compatible servers, by base URL
@@ -89,7 +90,8 @@ def price_for(provider_type: str, model_id: str, admin_model_info=None, base_url
     """The price of `model_id` served by a provider of `provider_type`: the admin's
     (a routing.table.ModelInfo or ProviderModel with input/output/cache prices) when set,
     else the database's, else 0 for local providers, else UNKNOWN. The provider's own
-    reported cost (OpenRouter) is applied per request by the caller (see Price.source)."""
+    reported cost (OpenRouter) is applied per request by the caller, ahead of any source
+    but the admin's (see Price.source)."""
     info = admin_model_info
     if info is not None and (float(info.input_price) or float(info.output_price)):
         return Price(float(info.input_price), float(info.output_price), _opt(info.cache_read_price),

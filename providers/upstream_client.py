@@ -44,6 +44,10 @@ class UpstreamTimeout(Exception):
     """No connection, first byte or next byte within the timeout."""
 
 
+class UpstreamConnectTimeout(UpstreamTimeout):
+    """No connection within the connect timeout: nothing was sent (so nothing to bill)."""
+
+
 class UpstreamProtocolError(Exception):
     """The connection broke or the upstream sent something that is not HTTP."""
 
@@ -302,7 +306,7 @@ class _Pool:
                 return await self._connect(), dropped
         except TimeoutError:
             via = f" (through proxy {self.proxy.host}:{self.proxy.port})" if self.proxy else ""
-            raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out{via}") from None
+            raise UpstreamConnectTimeout(f"connect to {self.host}:{self.port} timed out{via}") from None
         except OSError as exc:  # refused, DNS, TLS (ssl errors are OSErrors)
             raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from None
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from providers.codecs.canonical import Usage
 from providers.config import ModelInfo
-from providers.pricing import PROVIDER, UNKNOWN, Price
+from providers.pricing import ADMIN, PROVIDER, UNKNOWN, Price
 from routing.table import KeyInfo
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a urandom call
@@ -24,7 +24,8 @@ class RequestContext:
                  "model", "model_info", "rule", "candidates", "stream", "status", "error_type",
                  "error_message", "usage", "ttft", "attempts", "session_id", "disconnected", "recorded",
                  "chunks", "warning", "price", "billable", "limit_headers",
-                 "dropped_tools", "cache_status", "saved_usd")
+                 "dropped_tools", "cache_status", "saved_usd", "abandoned", "abandoned_cost",
+                 "abandoned_source")
 
     def __init__(self, endpoint: str) -> None:
         self.request_id = f"{_ID_PREFIX}{next(_ids):08x}"
@@ -57,26 +58,62 @@ class RequestContext:
         self.dropped_tools: list[str] = []  # hosted tools left out upstream: x-gateway-dropped-tools
         self.cache_status = "bypass"  # x-gateway-cache: hit | miss | bypass (response_cache.py)
         self.saved_usd = 0.0  # a cache hit: what the cached answer cost upstream
+        # Attempts that reached a provider and were abandoned for a fallback (issue 9): their
+        # estimated usage summed, their cost at their own prices, the first one's price source.
+        self.abandoned: Usage | None = None
+        self.abandoned_cost = 0.0
+        self.abandoned_source = ""
 
     def fail(self, status: int, error_type: str, message: str) -> None:
         self.status, self.error_type, self.error_message = status, error_type, message[:2000]
 
     def cost(self) -> tuple[float, str]:
-        """(USD, price source): what the provider reported it billed (OpenRouter's
-        usage.cost, the invoice figure, so it wins even over an admin price), else the
-        resolved price: admin, database, local 0 or unpriced (see providers.pricing)."""
+        """(USD, price source) in issue 9's order: an admin price (an explicit override,
+        e.g. a negotiated discount), else what the provider reported it billed (OpenRouter's
+        usage.cost), else the database price, local 0 or unpriced (see providers.pricing)."""
         usage, price = self.usage, self.price
         if usage is None:
             return 0.0, price.source
-        if usage.cost is not None:
+        if usage.cost is not None and price.source != ADMIN:
             return usage.cost, PROVIDER
         return price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
                           usage.cache_write_tokens), price.source
+
+    def fold(self, usage: Usage, cost: float, source: str) -> None:
+        """Book the current attempt (abandoned for the next candidate) into the record: its
+        tokens and cost on its attempt-chain entry, and into the record's totals."""
+        _bill_attempt(self.attempts[-1], usage, cost)
+        total = self.abandoned
+        if total is None:
+            self.abandoned, self.abandoned_source = usage, source
+        else:
+            self.abandoned = Usage(
+                input_tokens=total.input_tokens + usage.input_tokens,
+                output_tokens=total.output_tokens + usage.output_tokens,
+                cache_read_tokens=total.cache_read_tokens + usage.cache_read_tokens,
+                cache_write_tokens=total.cache_write_tokens + usage.cache_write_tokens,
+                reasoning_tokens=total.reasoning_tokens + usage.reasoning_tokens, estimated=True)
+        self.abandoned_cost += cost
 
     def to_record(self) -> dict:
         usage = self.usage or Usage()
         key = self.key
         cost, source = self.cost()
+        source = source if self.usage is not None else ""
+        if self.abandoned is not None:
+            # One record per request: abandoned attempts' estimates are added to the final one's.
+            if self.usage is not None:
+                _bill_attempt(self.attempts[-1], usage, cost)
+            else:
+                source = self.abandoned_source
+            done = self.abandoned
+            usage = Usage(
+                input_tokens=usage.input_tokens + done.input_tokens,
+                output_tokens=usage.output_tokens + done.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens + done.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens + done.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens + done.reasoning_tokens, estimated=True)
+            cost += self.abandoned_cost
         return {
             "request_id": self.request_id,
             "created_at": datetime.fromtimestamp(self.wall, tz=timezone.utc),
@@ -100,7 +137,7 @@ class RequestContext:
             "reasoning_tokens": usage.reasoning_tokens,
             "usage_estimated": usage.estimated,
             "cost_usd": round(cost, 8),
-            "price_source": source if self.usage is not None else "",
+            "price_source": source,
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "ttft_ms": None if self.ttft is None else round(self.ttft * 1000, 3),
             "attempts": len(self.attempts),
@@ -130,6 +167,14 @@ class RequestContext:
         if self.dropped_tools:
             headers["x-gateway-dropped-tools"] = _header_safe(",".join(self.dropped_tools))
         return headers
+
+
+def _bill_attempt(attempt: dict, usage: Usage, cost: float) -> None:
+    """An attempt-chain entry's own tokens and cost (listed when a request billed several)."""
+    attempt.update(prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens,
+                   cost_usd=round(cost, 8))
+    if usage.estimated:
+        attempt["estimated"] = True
 
 
 def _header_safe(value: str) -> str:

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from gateway.state import Gateway
 from providers.adapters import get_adapter
-from providers.adapters.base import UpstreamResponse
+from providers.adapters.base import Undelivered, UpstreamResponse
 from providers.codecs import canonical as c
 from providers.codecs import get_codec
 from providers.codecs.errors import GatewayError, InvalidRequest
@@ -63,6 +63,7 @@ class Exchange:
         self.committed = False
         self.complete = False  # the upstream's answer arrived whole, with its usage
         self._canonical: c.Request | None = None
+        self._prompt_count: int | None = None  # the offline tokenizer's, once counted
         self.on_response = None  # async callable(response object): Responses API conversation store
         self.hosted_tools = "map"  # the route's hosted-tools policy (set by run from the decision)
         self.route_info = None  # the serving route's RouteInfo (caching switches); None: defaults
@@ -140,12 +141,14 @@ class Exchange:
         """One attempt, with its bookkeeping: the attempt chain, runtime stats
         (latency EWMA, circuit breaker) and session affinity."""
         ctx = self.ctx
+        if ctx.billable and self.endpoint == "generate":
+            await self._bill_abandoned()  # the previous attempt reached its provider, then failed
+        ctx.billable, ctx.usage, ctx.chunks = False, None, 0  # from here on: this attempt's
         started = time.perf_counter()
         attempt = {"provider": candidate.provider.name, "model": candidate.model}
         ctx.attempts.append(attempt)
         provider = candidate.provider
         ctx.provider, ctx.model = provider.name, candidate.model
-        ctx.billable = False  # the record is this attempt's: an earlier candidate's usage is not known
         ctx.model_info = provider.model_info(candidate.model)
         price = ctx.price = provider_price(provider, candidate.model)
         # OpenRouter reports each request's cost itself: never unpriced in effect.
@@ -235,7 +238,9 @@ class Exchange:
         try:
             response = await adapter.send(self.gw.upstream, upstream, provider)
         except GatewayError as exc:
-            if exc.type == "bad_gateway":  # unreachable: nothing was generated (a timeout may have been)
+            # Never reached it (refused, connect timeout) or broke before any answer: nothing was
+            # generated. A first-byte timeout (a stall) may have been, and stays billable.
+            if exc.type == "bad_gateway" or isinstance(exc, Undelivered):
                 ctx.billable = False
             raise
         if response.resends:  # went out on another connection: the pooled one was found closed
@@ -434,16 +439,36 @@ class Exchange:
         ctx = self.ctx
         if self.complete or not ctx.billable or self.endpoint != "generate":
             return
+        ctx.usage = await self._estimated_usage()
+
+    async def _estimated_usage(self) -> c.Usage:
+        """The current attempt's usage when it ended without the provider's final report."""
+        ctx = self.ctx
         usage = ctx.usage or c.Usage()
-        ctx.usage = c.Usage(
+        return c.Usage(
             input_tokens=usage.input_tokens or await self._prompt_tokens(),
             output_tokens=max(usage.output_tokens, ctx.chunks), cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=usage.reasoning_tokens,
             cost=usage.cost, estimated=True)
 
+    async def _bill_abandoned(self) -> None:
+        """An attempt that reached its provider and then stalled, timed out or broke off, after
+        which another candidate is tried: the provider billed its prompt (and any output), so
+        its estimate, priced at its own model's price, is folded into the request's one record
+        (RequestContext.fold) and listed on its entry of the attempt chain."""
+        ctx = self.ctx
+        ctx.usage = await self._estimated_usage()
+        cost, source = ctx.cost()
+        ctx.fold(ctx.usage, cost, source)
+
     async def _prompt_tokens(self) -> int:
         """The offline tokenizer's count; big prompts (~180 ms for 136K tokens) are counted
-        in a worker thread so the event loop keeps serving."""
+        in a worker thread so the event loop keeps serving. The same for every attempt."""
+        if self._prompt_count is None:
+            self._prompt_count = await self._count_prompt_tokens()
+        return self._prompt_count
+
+    async def _count_prompt_tokens(self) -> int:
         size = len(orjson.dumps(self.body.get("messages") or self.body.get("input") or ""))
         if size < 32_768:
             return self._count_prompt()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from providers.upstream_client import Client, Response, UpstreamConnectError, UpstreamProtocolError, \
-    UpstreamTimeout
+from providers.upstream_client import Client, Response, UpstreamConnectError, UpstreamConnectTimeout, \
+    UpstreamProtocolError, UpstreamTimeout
 from providers.codecs.errors import GatewayError
 from providers.config import ProviderInfo
 
@@ -101,13 +101,24 @@ class Adapter:
                 request.method, request.url, request.headers, request.content,
                 connect_timeout=provider.connect_timeout, read_timeout=provider.first_token_timeout,
                 proxy=provider.proxy, ca_bundle=provider.ca_bundle)
+        except UpstreamConnectTimeout as exc:
+            raise Undelivered("timeout", f"upstream {provider.name} timed out ({exc})", 504,
+                              retryable=True) from None
         except UpstreamTimeout as exc:
             raise GatewayError("timeout", f"upstream {provider.name} timed out ({exc})", 504,
                                retryable=True) from None
-        except (UpstreamConnectError, UpstreamProtocolError) as exc:
+        except UpstreamConnectError as exc:
+            raise Undelivered("bad_gateway", f"upstream {provider.name} unreachable: {str(exc)[:200]}", 502,
+                              retryable=True) from None
+        except UpstreamProtocolError as exc:
             raise GatewayError("bad_gateway", f"upstream {provider.name} unreachable: {str(exc)[:200]}", 502,
                                retryable=True) from None
         return UpstreamResponse(response, provider.name)
+
+
+class Undelivered(GatewayError):
+    """The request never reached the provider (connection refused or timed out, DNS, TLS,
+    proxy): the provider processed nothing, so the attempt is not billed (issue 9)."""
 
 
 class UpstreamResponse:

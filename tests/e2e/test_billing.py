@@ -6,6 +6,8 @@ OpenAI-format and an Ollama upstream (both report usage only at the end)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 from gateway.proxy.tokens import estimate_request
 from providers.codecs import get_codec
 from tests.fakes.anthropic import input_tokens_of
+from tests.fakes.base import prompt_tokens_of
 
 from . import world
 
@@ -132,3 +135,152 @@ def test_a_big_prompt_is_counted_off_the_event_loop(gateway, alice, fake_openai)
                    headers={"authorization": f"Bearer {alice}"})
     rec = world.wait_record(r.headers["x-request-id"])
     assert rec.usage_estimated and rec.prompt_tokens == _expected_prompt("openai_chat", body) > 10_000
+
+
+# --------------------------------------------------------------------------- abandoned attempts
+
+# front door → (path, body builder, client format, fake fixture, base path, provider type, count prompt)
+FALLBACK_DOORS = {
+    "openai_chat": ("/v1/chat/completions", lambda m, s: {"model": m, "messages": CHAT, "stream": s},
+                    "openai_chat", "fake_openai", "/v1", "openai", prompt_tokens_of),
+    "anthropic": ("/v1/messages",
+                  lambda m, s: {"model": m, "max_tokens": 4000, "messages": CHAT, "stream": s},
+                  "anthropic_messages", "fake_anthropic", "", "anthropic", input_tokens_of),
+    "responses": ("/v1/responses", lambda m, s: {"model": m, "input": CHAT, "stream": s, "store": False},
+                  "openai_responses", "fake_openai", "/v1", "openai", prompt_tokens_of),
+}
+
+
+# how the first candidate fails after it got the request → (stream, behaviour, its status and error)
+ABANDONED = {
+    "stream_stall": (True, "stall_after=0", 504, "timeout"),  # headers, then no byte
+    "json_stall": (False, "hang", 504, "timeout"),  # no byte at all
+    "json_cut": (False, "cut_body", 502, "bad_gateway"),  # the start of the answer, then a dropped connection
+}
+
+
+@pytest.mark.parametrize("case", list(ABANDONED))
+@pytest.mark.parametrize("door", list(FALLBACK_DOORS))
+def test_an_attempt_abandoned_for_a_fallback_is_billed_too(request, gateway, alice, door, case):
+    """The first candidate got the prompt, then stalled before its first byte or broke off its
+    answer (the provider bills that prompt); the fallback served the request. One record: its
+    cost is the first attempt's estimate at the first model's price plus the second attempt's
+    actual usage at its own price, each listed in the attempt chain; the record is estimated."""
+    url, build, client_format, fixture, path, ptype, upstream_prompt = FALLBACK_DOORS[door]
+    stream, behaviour, status, error = ABANDONED[case]
+    fake = request.getfixturevalue(fixture)
+    model = "claude-sonnet-4-5" if ptype == "anthropic" else "mock"
+    slow = world.provider(fake.url + path, type=ptype, model=model, first_token_timeout=0.5)
+    healthy = world.provider(fake.url + path, type=ptype, model=model)
+    stalled = f"{model}:{behaviour}"
+    world.price(slow, stalled, input_price=3, output_price=15)
+    world.price(healthy, model, input_price=1, output_price=2)
+    name = world.unique("abandoned")
+    world.route(name, [(slow, stalled), (healthy, model)])
+    body = build(name, stream)
+    r = httpx.post(gateway.url + url, json=body, headers={"authorization": f"Bearer {alice}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-gateway-provider"] == healthy.name and r.headers["x-gateway-attempts"] == "2"
+    rec = world.wait_record(r.headers["x-request-id"])
+    first, second = rec.attempt_chain
+    assert (first["provider"], first["status"], first["error"]) == (slow.name, status, error)
+    estimate = _expected_prompt(client_format, body)
+    assert first["prompt_tokens"] == estimate and first["completion_tokens"] == 0 and first["estimated"]
+    assert first["cost_usd"] == pytest.approx(estimate * 3 / 1e6, abs=1e-8)
+    actual_prompt = upstream_prompt(fake.last().body)
+    assert (second["provider"], second["status"]) == (healthy.name, 200)
+    assert second["prompt_tokens"] == actual_prompt
+    assert second["completion_tokens"] > 0 and not second.get("estimated")
+    assert second["cost_usd"] == pytest.approx((actual_prompt * 1 + second["completion_tokens"] * 2) / 1e6,
+                                               abs=1e-8)
+    assert float(rec.cost_usd) == pytest.approx(first["cost_usd"] + second["cost_usd"], abs=1e-8)
+    assert rec.usage_estimated and rec.status == 200 and rec.price_source == "admin"
+    assert rec.prompt_tokens == estimate + actual_prompt
+    assert rec.completion_tokens == second["completion_tokens"]
+
+
+@pytest.fixture
+def silent_tls_port():
+    """A loopback TCP port that accepts and never speaks: a TLS handshake to it never
+    completes, so an `https://` provider there hits its connect timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("failure", ["refused", "connect_timeout", "status_500", "status_429"])
+def test_an_attempt_the_provider_never_processed_is_not_billed(gateway, alice, fake_openai, failure,
+                                                               silent_tls_port):
+    """Connection refused, a connect (TLS handshake) timeout or an error status answered
+    before generation: the provider did not process the prompt, so only the fallback is billed."""
+    if failure == "refused":
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now
+        first = world.provider(f"http://127.0.0.1:{dead_port}/v1")
+        first_model = "mock"
+    elif failure == "connect_timeout":
+        first = world.provider(f"https://127.0.0.1:{silent_tls_port}/v1", connect_timeout=0.3)
+        first_model = "mock"
+    else:
+        first = world.provider(fake_openai.url + "/v1")
+        first_model = f"mock:status={failure.split('_')[1]}"
+    world.price(first, first_model, input_price=3, output_price=15)
+    healthy = world.provider(fake_openai.url + "/v1")
+    world.price(healthy, "mock", input_price=1, output_price=2)
+    name = world.unique("unbilled")
+    world.route(name, [(first, first_model), (healthy, "mock")])
+    r = httpx.post(gateway.url + "/v1/chat/completions", json={"model": name, "messages": CHAT},
+                   headers={"authorization": f"Bearer {alice}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert [a["provider"] for a in rec.attempt_chain] == [first.name, healthy.name]
+    assert rec.attempt_chain[0]["status"] == {"refused": 502, "connect_timeout": 504, "status_500": 500,
+                                              "status_429": 429}[failure]
+    assert "cost_usd" not in rec.attempt_chain[0] and not rec.usage_estimated
+    assert rec.prompt_tokens == prompt_tokens_of(fake_openai.last().body)
+    expected = (rec.prompt_tokens * 1 + rec.completion_tokens * 2) / 1e6  # the fallback's price only
+    assert float(rec.cost_usd) == pytest.approx(expected, abs=1e-8)
+
+
+def test_when_every_candidate_fails_the_abandoned_attempts_are_still_billed(gateway, alice, fake_openai):
+    """A stall, then a refusal, retried once: the two stalled attempts are billed (each at its
+    estimate), the refusals are not; the record carries the error status and the stalls' cost."""
+    slow = world.provider(fake_openai.url + "/v1", first_token_timeout=0.5)
+    broken = world.provider(fake_openai.url + "/v1")
+    world.price(slow, "mock:hang", input_price=3, output_price=15)
+    world.price(broken, "mock:status=503", input_price=1, output_price=2)
+    name = world.unique("allfail")
+    world.route(name, [(slow, "mock:hang"), (broken, "mock:status=503")])
+    body = {"model": name, "messages": CHAT}
+    r = httpx.post(gateway.url + "/v1/chat/completions", json=body,
+                   headers={"authorization": f"Bearer {alice}"}, timeout=30)
+    assert r.status_code == 503
+    rec = world.wait_record(r.headers["x-request-id"])
+    chain = rec.attempt_chain
+    assert [(a["provider"], a["status"]) for a in chain] == [(slow.name, 504), (broken.name, 503)] * 2
+    estimate = _expected_prompt("openai_chat", body)
+    assert [a.get("prompt_tokens") for a in chain] == [estimate, None, estimate, None]
+    assert rec.usage_estimated and rec.prompt_tokens == 2 * estimate and rec.completion_tokens == 0
+    assert rec.price_source == "admin" and rec.status == 503
+    assert float(rec.cost_usd) == pytest.approx(2 * estimate * 3 / 1e6, abs=1e-8)

@@ -22,6 +22,7 @@ from providers.pricing import FREE, UNKNOWN, database_price, price_for
 from providers.config import ModelInfo
 from tests.fakes import azure as fake_azure_module
 from tests.fakes import bedrock as fake_bedrock_module
+from tests.fakes import openrouter as fake_openrouter_module
 
 from . import world
 
@@ -104,11 +105,34 @@ def test_a_config_with_only_model_names_books_correct_spend(request, gateway, al
     assert expected > 0 and float(rec.cost_usd) == pytest.approx(expected, abs=1e-8)
 
 
-def test_openrouter_bills_what_it_reports(gateway, alice, fake_openrouter):
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_openrouter_bills_what_it_reports(gateway, alice, fake_openrouter, stream):
+    """Only a model name in the config: OpenRouter's own `usage.cost` is the spend, exactly."""
     provider = world.provider(fake_openrouter.url + "/api/v1", type="openrouter",
                               model="anthropic/claude-sonnet-4.5")
-    rec = world.wait_record(chat(gateway, alice, provider.name).headers["x-request-id"])
-    assert rec.price_source == "provider" and rec.cost_usd > 0
+    r = chat(gateway, alice, provider.name, stream=stream)
+    assert r.status_code == 200, r.text
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.price_source == "provider" and rec.prompt_tokens > 0 and rec.completion_tokens > 0
+    reported = round((rec.prompt_tokens + rec.completion_tokens) * fake_openrouter_module.COST_PER_TOKEN, 8)
+    assert reported > 0 and float(rec.cost_usd) == pytest.approx(reported, abs=1e-8)
+    # not the price database's figure for the same tokens (the fake charges its own rate)
+    listed = database_price("openrouter", "anthropic/claude-sonnet-4.5")
+    assert float(rec.cost_usd) != pytest.approx(listed.cost(rec.prompt_tokens, rec.completion_tokens))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_an_admin_price_wins_over_the_providers_reported_cost(gateway, alice, fake_openrouter, stream):
+    """Issue 9's order: admin price > provider-reported cost > price database. An admin price
+    is an explicit override (a negotiated discount), so OpenRouter's `usage.cost` gives way."""
+    provider = world.provider(fake_openrouter.url + "/api/v1", type="openrouter", model="openai/gpt-4o")
+    world.price(provider, "openai/gpt-4o", input_price=1, output_price=2)
+    r = chat(gateway, alice, provider.name, stream=stream)
+    assert r.status_code == 200, r.text
+    rec = world.wait_record(r.headers["x-request-id"])
+    assert rec.price_source == "admin" and rec.prompt_tokens > 0
+    assert float(rec.cost_usd) == pytest.approx((rec.prompt_tokens * 1 + rec.completion_tokens * 2) / 1e6,
+                                                abs=1e-8)
 
 
 def test_the_default_route_is_priced(gateway, alice, fake_openai):
@@ -187,3 +211,64 @@ def test_a_team_budget_covers_every_members_keys_and_reports_by_team(gateway, fa
     client.force_login(staff)
     rows = {row["name"]: row for row in client.get("/api/usage/?by=team").json()["rows"]}
     assert rows[team.name]["cost_usd"] == pytest.approx(0.014)
+
+
+def test_a_config_file_that_names_only_models_books_correct_spend_for_every_provider_type(
+        gateway, alice, fake_openai, fake_anthropic, fake_bedrock, fake_azure, fake_openrouter):
+    """Issue 9's "done means", as a new user writes it: a config.yaml with providers and model
+    names, no price anywhere. Every provider type books non-zero spend equal to the price
+    database's (OpenRouter: its own reported cost)."""
+    from gateway.config_file import import_config, load
+
+    tag = world.unique("cfg")
+    text = f"""
+providers:
+  - name: {tag}-openai
+    type: openai
+    base_url: {fake_openai.url}/v1
+    api_key: sk-test
+    model: gpt-4o
+  - name: {tag}-anthropic
+    type: anthropic
+    base_url: {fake_anthropic.url}
+    api_key: sk-ant-test
+    model: claude-sonnet-4-5
+  - name: {tag}-bedrock
+    type: bedrock
+    base_url: {fake_bedrock.url}
+    region: {fake_bedrock_module.REGION}
+    aws_access_key_id: {fake_bedrock_module.ACCESS_KEY}
+    aws_secret_access_key: {fake_bedrock_module.SECRET_KEY}
+    model: us.anthropic.claude-sonnet-4-5-20250929-v1:0
+  - name: {tag}-azure
+    type: azure
+    base_url: {fake_azure.url}
+    api_key: {fake_azure_module.API_KEY}
+    model: gpt-4o
+    models:
+      - id: gpt-4o
+        deployment: mock-prod
+  - name: {tag}-openrouter
+    type: openrouter
+    base_url: {fake_openrouter.url}/api/v1
+    api_key: sk-or-test
+    model: anthropic/claude-sonnet-4.5
+"""
+    import_config(load(text), source="config.yaml")
+    for ptype, model in [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"),
+                         ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"), ("azure", "gpt-4o"),
+                         ("openrouter", "anthropic/claude-sonnet-4.5")]:
+        for stream in (False, True):
+            r = chat(gateway, alice, f"{tag}-{ptype}", stream=stream)
+            assert r.status_code == 200, (ptype, r.text)
+            rec = world.wait_record(r.headers["x-request-id"])
+            assert rec.prompt_tokens > 0 and rec.completion_tokens > 0, ptype
+            if ptype == "openrouter":
+                expected = round((rec.prompt_tokens + rec.completion_tokens)
+                                 * fake_openrouter_module.COST_PER_TOKEN, 8)
+                assert rec.price_source == "provider"
+            else:
+                expected = database_price(ptype, model).cost(rec.prompt_tokens, rec.completion_tokens,
+                                                             rec.cached_tokens, rec.cache_write_tokens)
+                assert rec.price_source == "database", ptype
+            assert expected > 0 and float(rec.cost_usd) == pytest.approx(expected, abs=1e-8), (ptype, stream)

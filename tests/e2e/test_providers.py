@@ -328,7 +328,8 @@ class TestOpenRouter:
     @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
     def test_usage_accounting_is_asked_for_and_the_reported_cost_is_recorded(self, gateway, alice, router,
                                                                             fake_openrouter, stream):
-        world.price(router, "openai/gpt-4o", input_price=1000, output_price=1000)  # must not be used
+        # No admin price: the provider's figure comes before the price database (an admin price
+        # would come first: tests/e2e/test_prices.py::test_an_admin_price_wins_over_the_providers_reported_cost).
         r = chat(gateway, alice, {"model": router.name, "messages": CHAT, "stream": stream})
         assert r.status_code == 200
         sent = fake_openrouter.last().body
@@ -336,6 +337,7 @@ class TestOpenRouter:
         rec = world.wait_record(r.headers["x-request-id"])
         expected = round((rec.prompt_tokens + rec.completion_tokens) * 0.00001, 8)
         assert rec.prompt_tokens > 0 and rec.cost_usd == Decimal(str(expected))
+        assert rec.price_source == "provider"
 
     def test_attribution_headers_are_sent(self, gateway, alice, router, fake_openrouter):
         chat(gateway, alice, {"model": router.name, "messages": CHAT})

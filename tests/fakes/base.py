@@ -21,6 +21,8 @@ selects it without any side channel:
     mock:cached=100           report that many cached prompt tokens
     mock:status=429,fail_times=1   fail only the first request with this model string
     mock:stall_after=3        stop sending after N stream chunks, connection left open
+    mock:cut_body             (non-stream) 200 headers and the start of a JSON body, then the
+                              connection is aborted: a provider that crashed mid-answer
     mock:web_search           (Anthropic) when the request offers web_search_20250305: a
                               server_tool_use and a web_search_tool_result block first
     mock:linger=0.5           keep a finished stream open that long before closing it
@@ -274,6 +276,14 @@ class FakeServer:
             raise ConnectionResetError("dropped by fake")
         if behaviour.first_delay and not request.get("stream"):
             await asyncio.sleep(behaviour.first_delay)
+        if "cut_body" in behaviour.flags and not request.get("stream"):
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                           "Content-Length": "4096"})
+            await resp.prepare(request)
+            await resp.write(b'{"id":"cut","choices":[{"index":0,"message":{"role":"assistant","content":"Hel')
+            await asyncio.sleep(0.05)  # let the part leave before the abort
+            request.transport.abort()
+            return resp
         if behaviour.html_error:
             return web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
                                 content_type="text/html")
