@@ -91,6 +91,63 @@ def test_tokens_per_minute_are_limited_per_key(gateway, fake_openai):
     assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
 
 
+def anthropic_post(gateway, key, model):
+    return httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": key}, timeout=30,
+                      json={"model": model, "max_tokens": 5, "messages": CHAT})
+
+
+def test_two_keys_of_one_user_share_the_users_requests_per_minute(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    name = world.unique("rhea")
+    _, laptop = key_issue(username=name)
+    _, desktop = key_issue(username=name, rpm_limit=10)
+    _, other = key_issue(username=world.unique("sam"))
+    world.user_limits(name, rpm_limit=3)
+    first = post(gateway, laptop, upstream.name)
+    assert first.status_code == 200
+    assert (first.headers["x-ratelimit-limit-requests"], first.headers["x-ratelimit-remaining-requests"]) == \
+        ("3", "2")
+    second = post(gateway, desktop, upstream.name)
+    # The tightest window: the user's (1 left), not the desktop key's own (9 left).
+    assert (second.headers["x-ratelimit-limit-requests"], second.headers["x-ratelimit-remaining-requests"]) == \
+        ("3", "1")
+    assert second.headers["x-ratelimit-reset-requests"] in ("1m0s", "59s", "58s")  # the first one's age
+    assert anthropic_post(gateway, laptop, upstream.name).status_code == 200  # every front door counts
+    forwarded = len(fake_openai.requests)
+
+    refused = post(gateway, desktop, upstream.name)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert error["message"] == ("Rate limit of 3 requests per minute reached for this key's user "
+                                "(all of the user's keys).")
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    anthropic = anthropic_post(gateway, laptop, upstream.name)
+    assert anthropic.status_code == 429 and anthropic.json()["type"] == "error"
+    assert anthropic.json()["error"]["type"] == "rate_limit_error"
+    assert "requests per minute reached for this key's user" in anthropic.json()["error"]["message"]
+    assert anthropic.headers["x-ratelimit-remaining-requests"] == "0"
+    assert len(fake_openai.requests) == forwarded  # nothing forwarded
+    assert post(gateway, other, upstream.name).status_code == 200  # another user: not limited
+
+
+def test_tokens_of_one_key_count_for_the_users_other_keys(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    name = world.unique("tess")
+    _, laptop = key_issue(username=name)
+    _, desktop = key_issue(username=name, tpm_limit=100_000)
+    world.user_limits(name, tpm_limit=10)
+    first = post(gateway, laptop, upstream.name)  # uses more than 10 tokens
+    assert first.status_code == 200 and first.headers["x-ratelimit-remaining-tokens"] == "10"
+    time.sleep(0.2)  # booked when the request settles
+    refused = post(gateway, desktop, upstream.name)
+    assert refused.status_code == 429
+    assert "Rate limit of 10 tokens per minute reached for this key's user" in refused.json()["error"]["message"]
+    assert refused.headers["x-ratelimit-limit-tokens"] == "10"
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
 def test_issue_key_can_attach_a_budget():
     out = io.StringIO()
     call_command("issue_key", "--user", "judy", "--budget", "25", "--period", "weekly", "--quiet", stdout=out)
@@ -147,7 +204,8 @@ def test_fifty_concurrent_slow_streams_cannot_overspend_a_budget_that_covers_fiv
     one_estimate = 0.02 + 0.001
     assert spent <= 0.07 + one_estimate, (spent, admitted)
     # Released at settle: once the streams are done, the rest of the budget is usable again.
-    assert post(gateway, key, upstream.name).status_code == (200 if spent < 0.07 else 429)
+    last = post(gateway, key, upstream.name)
+    assert last.status_code == (200 if spent < 0.07 else 429), (last.text, spent, admitted)
 
 
 def test_rate_limit_headers_on_responses_where_limits_apply(gateway, fake_openai):

@@ -54,6 +54,35 @@ def test_a_request_is_counted_in_every_window_or_in_none(path):
     assert [c.requests for c in counts] == [1, 1]  # the key's window did not count the refused one
 
 
+def test_the_running_totals_match_a_recount_of_the_last_sixty_seconds(path):
+    import random
+
+    rng = random.Random(7)
+    store, ident = HostWindows(path), owner_id("key", 42)
+    events: list[tuple[int, int, int]] = []  # (second, requests, tokens)
+    now = T0
+    for _ in range(3000):
+        now += rng.choice((0.01, 0.2, 0.9, 3.0, 61.0)) if rng.random() < 0.97 else 0.0
+        jitter = now - rng.random() * 0.5  # clock reads taken a little before the lock, out of order
+        if rng.random() < 0.5:
+            refused, [counts] = store.admit([(ident, 10**9, 0)], jitter)
+            events.append((int(jitter), 1, 0))
+        else:
+            store.add_tokens([ident], 5, jitter)
+            events.append((int(jitter), 0, 5))
+            refused, [counts] = store.admit([(ident, 0, 10**9)], jitter)
+        last = max(second for second, _, _ in events)
+        inside = [e for e in events if e[0] > last - 60]
+        assert counts.tokens == sum(t for _, _, t in inside)
+        requests = sum(r for _, r, _ in inside)
+        assert counts.requests == requests
+        # The reset is read before this request counts (as in gateway.limits' own windows).
+        before = inside[:-1] if events[-1][1] else inside
+        oldest = min((second for second, r, _ in before if r), default=None)
+        if oldest is not None:
+            assert counts.requests_reset == pytest.approx(min(max(oldest + 60 - jitter, 0.0), 60.0))
+
+
 def test_a_full_table_lets_requests_through_and_reuses_idle_slots(path, monkeypatch):
     monkeypatch.setattr(host_windows, "SLOTS", 4)
     monkeypatch.setattr(host_windows, "PROBES", 4)
