@@ -149,7 +149,8 @@ class HostWindows:
     @staticmethod
     def _book(data: mmap.mmap, offset: int, second: int, requests: int, tokens: int) -> None:
         """Count in the bucket of `second` (moved to already) and in the window's totals."""
-        ident, last, total_requests, total_tokens, oldest_request, oldest_token = HEADER.unpack_from(data, offset)
+        header = HEADER.unpack_from(data, offset)
+        ident, last, total_requests, total_tokens, oldest_request, oldest_token = header
         if second <= last - BUCKETS:
             return  # older than the window (a clock read long before the lock)
         at = offset + HEADER.size + (second % BUCKETS) * BUCKET.size

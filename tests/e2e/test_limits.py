@@ -109,8 +109,8 @@ def test_two_keys_of_one_user_share_the_users_requests_per_minute(gateway, fake_
         ("3", "2")
     second = post(gateway, desktop, upstream.name)
     # The tightest window: the user's (1 left), not the desktop key's own (9 left).
-    assert (second.headers["x-ratelimit-limit-requests"], second.headers["x-ratelimit-remaining-requests"]) == \
-        ("3", "1")
+    assert second.headers["x-ratelimit-limit-requests"] == "3"
+    assert second.headers["x-ratelimit-remaining-requests"] == "1"
     assert second.headers["x-ratelimit-reset-requests"] in ("1m0s", "59s", "58s")  # the first one's age
     assert anthropic_post(gateway, laptop, upstream.name).status_code == 200  # every front door counts
     forwarded = len(fake_openai.requests)
@@ -143,9 +143,36 @@ def test_tokens_of_one_key_count_for_the_users_other_keys(gateway, fake_openai):
     time.sleep(0.2)  # booked when the request settles
     refused = post(gateway, desktop, upstream.name)
     assert refused.status_code == 429
-    assert "Rate limit of 10 tokens per minute reached for this key's user" in refused.json()["error"]["message"]
+    message = refused.json()["error"]["message"]
+    assert "Rate limit of 10 tokens per minute reached for this key's user" in message
     assert refused.headers["x-ratelimit-limit-tokens"] == "10"
     assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_a_users_rate_limits_are_set_on_the_users_admin_page(gateway, fake_openai):
+    from django.test import Client
+
+    from gateway.models import UserLimits
+
+    upstream = world.provider(fake_openai.url + "/v1")
+    name = world.unique("uma")
+    _, key = key_issue(username=name)
+    user = get_user_model().objects.get(username=name)
+    admin, _ = get_user_model().objects.get_or_create(username="root", defaults={"is_staff": True,
+                                                                                "is_superuser": True})
+    client = Client()
+    client.force_login(admin)
+    page = client.get(f"/admin/auth/user/{user.id}/change/").content.decode()
+    assert "RPM limit" in page and "TPM limit" in page
+    r = client.post(f"/admin/auth/user/{user.id}/change/", {
+        "username": name, "is_active": "on", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+        "rate_limits-TOTAL_FORMS": 1, "rate_limits-INITIAL_FORMS": 0, "rate_limits-MIN_NUM_FORMS": 0,
+        "rate_limits-MAX_NUM_FORMS": 1, "rate_limits-0-rpm_limit": 1, "rate_limits-0-tpm_limit": "",
+        "rate_limits-0-user": user.id})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    assert UserLimits.objects.get(user=user).rpm_limit == 1
+    assert post(gateway, key, upstream.name).headers["x-ratelimit-limit-requests"] == "1"  # a config save
+    assert post(gateway, key, upstream.name).status_code == 429
 
 
 def test_issue_key_can_attach_a_budget():

@@ -146,7 +146,8 @@ def test_two_keys_of_one_user_share_the_users_window(workers, tmp_path):
         limits.admit_local(EMPTY, laptop, now=T0)
         headers = limits.admit_local(EMPTY, desktop, now=T0 + 1).headers
         # The tightest of the key's (9 left) and the user's (1 left) windows.
-        assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("3", "1")
+        assert headers["x-ratelimit-limit-requests"] == "3"
+        assert headers["x-ratelimit-remaining-requests"] == "1"
         limits.admit_local(EMPTY, laptop, now=T0 + 2)
         with pytest.raises(GatewayError) as refused:
             limits.admit_local(EMPTY, desktop, now=T0 + 3)
@@ -167,7 +168,8 @@ def test_tokens_settled_on_one_key_count_for_the_users_other_keys(workers, tmp_p
         assert "100 tokens per minute reached for this key's user" in refused.value.message
         assert refused.value.headers["x-ratelimit-remaining-tokens"] == "0"
         other_user = key_info(3, user_id=2, tpm_limit=1000, user_tpm_limit=100)
-        assert limits.admit_local(EMPTY, other_user, now=T0 + 2).headers["x-ratelimit-remaining-tokens"] == "100"
+        headers = limits.admit_local(EMPTY, other_user, now=T0 + 2).headers
+        assert headers["x-ratelimit-remaining-tokens"] == "100"
 
 
 def test_a_key_limit_is_named_as_the_keys():
