@@ -110,7 +110,12 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
         if settings.GATEWAY_ALLOW_ANONYMOUS:
             user, _ = get_user_model().objects.get_or_create(username="anonymous",
                                                              defaults={"is_active": False})
-            anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous")
+            from gateway.models import UserLimits
+
+            user_limits = UserLimits.objects.filter(user=user).first()
+            anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous",
+                                user_rpm_limit=user_limits.rpm_limit if user_limits else None,
+                                user_tpm_limit=user_limits.tpm_limit if user_limits else None)
 
         default = routes.get(DEFAULT_ROUTE)
         return ConfigSnapshot(
