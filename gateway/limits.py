@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from providers.codecs.errors import GatewayError
-from .host_windows import FILE_NAME, HostWindows, WindowCounts, owner_id
 from routing.table import ConfigSnapshot, KeyInfo
+
+from .host_windows import FILE_NAME, HostWindows, WindowCounts, owner_id
 
 log = logging.getLogger("junction.limits")
 
@@ -285,7 +286,6 @@ class Limits:
             self._book_tokens(key, tokens, now)
         if admission is not None and admission.shared:
             self.shared().settle(admission, budgets, key, cost, tokens)
-
 
     def _book_tokens(self, key: KeyInfo, tokens: int, now: float) -> None:
         windows = [(scope, owner) for scope, owner, _, tpm in rate_windows(key) if tpm]
