@@ -36,6 +36,7 @@ PROBES = 64
 # in it with requests and with tokens (for the resets; 0: none)
 HEADER = struct.Struct("<qqqqqq")
 BUCKET = struct.Struct("<qq")  # requests, tokens of one second
+IDENT = struct.Struct("<q")
 BUCKETS_ALL = struct.Struct("<" + "qq" * BUCKETS)
 SLOT_SIZE = HEADER.size + BUCKETS * BUCKET.size
 FILE_NAME = "rate-windows.v1"  # a new layout gets a new name
@@ -61,6 +62,7 @@ class HostWindows:
         self._fd = -1
         self._pid = 0
         self._warned = False
+        self._offsets: dict[int, int] = {}  # owner id → its slot, as last found (checked on use)
 
     def _mapped(self) -> mmap.mmap:
         if self._map is None or self._pid != os.getpid():  # opened after a fork: not the parent's lock
@@ -69,16 +71,21 @@ class HostWindows:
             if os.fstat(fd).st_size < size:
                 os.ftruncate(fd, size)  # every worker may do it: same size, zeros only where new
             self._map, self._fd, self._pid = mmap.mmap(fd, size), fd, os.getpid()
+            self._offsets = {}
         return self._map
 
     def _slot(self, data: mmap.mmap, ident: int, second: int) -> int | None:
         """Offset of the owner's slot (taken over if it is new), None if the table is full there."""
+        offset = self._offsets.get(ident)
+        if offset is not None and IDENT.unpack_from(data, offset)[0] == ident:
+            return offset  # still the owner's: another process may have reused it after 60 s idle
         start = (ident * 0x9E3779B97F4A7C15 >> 16) % SLOTS
         stale = None
         for probe in range(PROBES):
             offset = ((start + probe) % SLOTS) * SLOT_SIZE
             found, last, *_ = HEADER.unpack_from(data, offset)
             if found == ident:
+                self._offsets[ident] = offset
                 return offset
             if found == 0:
                 break
@@ -93,6 +100,7 @@ class HostWindows:
         offset = stale if stale is not None else offset
         data[offset:offset + SLOT_SIZE] = bytes(SLOT_SIZE)
         HEADER.pack_into(data, offset, ident, second, 0, 0, 0, 0)
+        self._offsets[ident] = offset
         return offset
 
     @staticmethod
