@@ -3,9 +3,11 @@
 the data dir, read and written under an exclusive flock (gateway.limits uses it).
 
 Why a mapped file: one admission is one flock/unlock pair plus a few struct reads and
-writes in memory, a few microseconds (measured in tests/unit/test_host_windows.py),
-where a SQLite transaction costs tens to hundreds. The lock is the kernel's, so a
-worker killed while holding it releases it; the counts survive a worker's restart.
+writes in memory, tens of microseconds at most (tests/unit/test_host_windows.py prints
+it); the same admission as a SQLite transaction (WAL, synchronous=OFF, one row per owner
+and second) measured 166-279 µs against 22 µs here, side by side on the loaded test
+machine. The lock is the kernel's, so a worker killed while holding it releases it; the
+counts survive a worker's restart.
 
 Layout: SLOTS slots of one window owner each (a key or a user), found by open
 addressing on the owner's id. A slot holds the owner's id, the second its window was
