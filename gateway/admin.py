@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -11,7 +12,7 @@ from routing.stats import RuntimeStats
 
 from .keys import display_prefix, generate_key, hash_key
 from .limits import Limits
-from .models import Budget, DailyUsage, HourlyUsage, UsageRecord, VirtualKey
+from .models import Budget, DailyUsage, HourlyUsage, UsageRecord, UserLimits, VirtualKey
 from .reports import filters as filter_bar
 
 admin.site.site_header = "Junction"
@@ -201,6 +202,25 @@ class BudgetAdmin(admin.ModelAdmin):
             if info.id == obj.id:
                 return f"{Limits().spent(info, time.time()):.4f}"
         return "-"
+
+
+class UserLimitsInline(admin.StackedInline):
+    model = UserLimits
+    can_delete = False
+    fields = ("rpm_limit", "tpm_limit")
+    verbose_name_plural = "Rate limits (all of the user's keys)"
+
+
+User = get_user_model()
+_RegisteredUserAdmin = type(admin.site.get_model_admin(User))  # Django's, or a project one
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(_RegisteredUserAdmin):
+    """The User admin as registered, plus the user's rate limits."""
+
+    inlines = [*_RegisteredUserAdmin.inlines, UserLimitsInline]
 
 
 admin.site.unregister(Route)

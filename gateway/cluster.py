@@ -82,11 +82,12 @@ class Cluster:
 
 
 # Budgets and RPM/TPM shared by all processes (REDIS_URL). One script per admission:
-# check every hard budget (spent + what requests in flight reserved) and the key's
-# request/token windows, then reserve and count, atomically. Reservations are sorted-set
-# members that expire (GATEWAY_RESERVE_TTL_SECONDS), so a process that dies mid-request
-# cannot hold a budget for ever. Spent counters start from the database's total (seed)
-# and never go below it: a Redis restart loses at most what the database did not hold yet.
+# check every hard budget (spent + what requests in flight reserved) and the request/token
+# windows of the key and of its user (per calendar minute), then reserve and count, atomically.
+# Reservations are sorted-set members that expire (GATEWAY_RESERVE_TTL_SECONDS), so a
+# process that dies mid-request cannot hold a budget for ever. Spent counters start from the
+# database's total (seed) and never go below it: a Redis restart loses at most what the
+# database did not hold yet.
 ADMIT_LUA = """
 local now, member, reserve = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local hold_ttl, nb = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -111,16 +112,22 @@ for b = 1, nb do
   out[#out + 1] = tostring(held)
   if hard == '1' and spent + held >= amount and out[1] == '0' then out[1] = tostring(b) end
 end
-local rpm_limit, tpm_limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-local rpm_key, tpm_key = KEYS[2 * nb + 1], KEYS[2 * nb + 2]
-local requests = tonumber(redis.call('GET', rpm_key) or '0')
-local tokens = tonumber(redis.call('GET', tpm_key) or '0')
-if out[1] == '0' and rpm_limit > 0 and requests >= rpm_limit then out[1] = '-1' end
-if out[1] == '0' and tpm_limit > 0 and tokens >= tpm_limit then out[1] = '-2' end
+local nw = tonumber(ARGV[a])
+local counts = {}
+for w = 1, nw do
+  local rpm_limit, tpm_limit = tonumber(ARGV[a + 2 * w - 1]), tonumber(ARGV[a + 2 * w])
+  local requests = tonumber(redis.call('GET', KEYS[2 * nb + 2 * w - 1]) or '0')
+  local tokens = tonumber(redis.call('GET', KEYS[2 * nb + 2 * w]) or '0')
+  if out[1] == '0' and rpm_limit > 0 and requests >= rpm_limit then out[1] = tostring(1 - 2 * w) end
+  if out[1] == '0' and tpm_limit > 0 and tokens >= tpm_limit then out[1] = tostring(-2 * w) end
+  counts[2 * w - 1], counts[2 * w] = requests, tokens
+end
 if out[1] == '0' then
-  if rpm_limit > 0 then
-    requests = redis.call('INCR', rpm_key)
-    redis.call('EXPIRE', rpm_key, 61)
+  for w = 1, nw do
+    if tonumber(ARGV[a + 2 * w - 1]) > 0 then
+      counts[2 * w - 1] = redis.call('INCR', KEYS[2 * nb + 2 * w - 1])
+      redis.call('EXPIRE', KEYS[2 * nb + 2 * w - 1], 61)
+    end
   end
   if reserve > 0 then
     for b = 1, nb do
@@ -129,8 +136,7 @@ if out[1] == '0' then
     end
   end
 end
-out[#out + 1] = tostring(requests)
-out[#out + 1] = tostring(tokens)
+for i = 1, 2 * nw do out[#out + 1] = tostring(counts[i]) end
 return out
 """
 
@@ -165,7 +171,8 @@ class SharedLimits:
         """One round trip. Raises the 429 GatewayError; returns the Admission."""
         import secrets
 
-        from .limits import Admission, _headers, _rate_limited, _refuse_or_warn
+        from .host_windows import WindowCounts
+        from .limits import Admission, _refuse_or_warn, rate_verdict, rate_windows
 
         self._connect()
         minute = int(now // 60)
@@ -176,24 +183,19 @@ class SharedLimits:
             period = PERIOD_SECONDS.get(budget.period, 0)
             args += [repr(budget.amount), "1" if budget.hard else "0", repr(limits.spent(budget, now)),
                      str(period + 86_400 if period else 0)]
-        owner = key.id if key.id is not None else "anonymous"
-        keys += [f"junction:rpm:key:{owner}:{minute}", f"junction:tpm:key:{owner}:{minute}"]
-        args += [str(key.rpm_limit or 0), str(key.tpm_limit or 0)]
+        windows = rate_windows(key)
+        args.append(str(len(windows)))
+        for scope, owner, rpm, tpm in windows:
+            keys += [f"junction:rpm:{scope}:{owner}:{minute}", f"junction:tpm:{scope}:{owner}:{minute}"]
+            args += [str(rpm), str(tpm)]
         raw = await self._script(keys=keys, args=args)
         out = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
-        verdict, requests, tokens = int(out[0]), int(float(out[-2])), int(float(out[-1]))
+        verdict = int(out[0])
         reset = 60 - now % 60
-        headers = {}
-        if key.rpm_limit:
-            headers |= _headers("requests", key.rpm_limit, key.rpm_limit - requests, reset)
-        if key.tpm_limit:
-            headers |= _headers("tokens", key.tpm_limit, key.tpm_limit - tokens, reset)
-        if verdict == -1:
-            raise _rate_limited(f"Rate limit of {key.rpm_limit} requests per minute reached for this key.",
-                                reset, headers)
-        if verdict == -2:
-            raise _rate_limited(f"Rate limit of {key.tpm_limit} tokens per minute reached for this key.",
-                                reset, headers)
+        found = out[1 + 2 * len(budgets):]
+        counts = [WindowCounts(int(float(found[2 * w])), int(float(found[2 * w + 1])), reset, reset)
+                  for w in range(len(windows))]
+        headers = rate_verdict(windows, counts, -1 - verdict if verdict < 0 else -1)  # raises the 429
         warning = None
         for i, budget in enumerate(budgets):
             spent, held = float(out[1 + 2 * i]), float(out[2 + 2 * i])
@@ -213,6 +215,8 @@ class SharedLimits:
     async def _settle(self, admission, budgets, key, cost: float, tokens: int) -> None:
         import time
 
+        from .limits import rate_windows
+
         now = time.time()
         try:
             pipe = self._connect().pipeline(transaction=False)
@@ -225,11 +229,11 @@ class SharedLimits:
                     period = PERIOD_SECONDS.get(budget.period, 0)
                     if period:
                         pipe.expire(spent_key, period + 86_400)
-            if tokens and key.tpm_limit:
-                owner = key.id if key.id is not None else "anonymous"
-                tpm_key = f"junction:tpm:key:{owner}:{int(now // 60)}"
-                pipe.incrby(tpm_key, tokens)
-                pipe.expire(tpm_key, 61)
+            for scope, owner, _, tpm in rate_windows(key) if tokens else ():
+                if tpm:
+                    tpm_key = f"junction:tpm:{scope}:{owner}:{int(now // 60)}"
+                    pipe.incrby(tpm_key, tokens)
+                    pipe.expire(tpm_key, 61)
             await pipe.execute()
         except Exception as exc:  # the reservation expires on its own; the database has the spend
             log.warning("shared settle failed: %s", type(exc).__name__)

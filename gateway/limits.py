@@ -1,5 +1,5 @@
-"""Budgets (USD per user or key and period) and per-key RPM/TPM limits, enforced
-before a request is forwarded, from memory.
+"""Budgets (USD per user or key and period) and RPM/TPM limits per key and per user,
+enforced before a request is forwarded, from memory.
 
 Spend = what the database holds for the period (read when the config snapshot is
 built and again every GATEWAY_BUDGET_REFRESH_SECONDS) + what this process booked
@@ -7,7 +7,11 @@ that the database did not hold yet (pruned by the usage writer's flush times, so
 nothing counts twice). Exact in one process; across processes sharing a database,
 another process's spend counts here within one flush window plus one refresh
 interval, so a hard budget can be overshot by about what they spend in that time.
-RPM/TPM windows are per process: with N processes the effective limit is up to N×.
+RPM/TPM windows (sliding, 60 s): a key's and its user's, each checked, the tightest
+reported in the x-ratelimit-* headers. Where they live: in this process's memory (one
+process); in a mapped file in the data dir shared by the workers of `serve --workers N`
+without Redis (gateway.host_windows, to the second); in Redis with REDIS_URL
+(gateway.cluster, per calendar minute), shared by every process.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 
 from providers.codecs.errors import GatewayError
 from routing.table import ConfigSnapshot, KeyInfo
+
+from .host_windows import FILE_NAME, HostWindows, WindowCounts, owner_id
 
 log = logging.getLogger("junction.limits")
 
@@ -77,11 +83,12 @@ class Limits:
         self._seeds: dict[int, tuple[float, float]] = {}  # budget id → (period start, spent in the database)
         self._ledgers: dict[int, _Ledger] = {}
         self._version: object = None
-        self._requests: dict[int, deque[float]] = {}
-        self._tokens: dict[int, deque[tuple[float, int]]] = {}
+        self._requests: dict[tuple[str, int], deque[float]] = {}  # (scope, owner) → request times
+        self._tokens: dict[tuple[str, int], deque[tuple[float, int]]] = {}
         self._refresher: asyncio.Task | None = None
         self._held: dict[int, float] = {}  # budget id → USD reserved by requests in flight here
         self._shared = None  # gateway.cluster.SharedLimits, made on first use when REDIS_URL is set
+        self._host: HostWindows | None | bool = None  # the workers' shared windows (False: not used)
 
     def _budgets(self, snapshot: ConfigSnapshot, key: KeyInfo) -> list[BudgetInfo]:
         if not snapshot.budgets:
@@ -148,7 +155,7 @@ class Limits:
 
     def applies(self, snapshot: ConfigSnapshot, key: KeyInfo) -> bool:
         """Whether admission has anything to check for this key (else it costs nothing)."""
-        return bool(key.rpm_limit or key.tpm_limit or self.budgets_for(snapshot, key))
+        return bool(rate_windows(key) or self.budgets_for(snapshot, key))
 
     def admit(self, snapshot: ConfigSnapshot, key: KeyInfo, now: float | None = None,
               reserve: float = 0.0) -> str | None:
@@ -168,23 +175,8 @@ class Limits:
             held = self._held.get(budget.id, 0.0)
             if spent + held >= budget.amount:
                 warning = _refuse_or_warn(budget, spent, held)
-        headers = {}
-        if key.id is not None and key.rpm_limit:
-            window = self._window(self._requests, key.id, now)
-            reset = window[0] + 60 - now if window else 60.0
-            if len(window) >= key.rpm_limit:
-                raise _rate_limited(f"Rate limit of {key.rpm_limit} requests per minute reached for this "
-                                    "key.", reset, _headers("requests", key.rpm_limit, 0, reset))
-            window.append(now)
-            headers |= _headers("requests", key.rpm_limit, key.rpm_limit - len(window), reset)
-        if key.id is not None and key.tpm_limit:
-            tokens = self._window(self._tokens, key.id, now)
-            used = sum(n for _, n in tokens)
-            reset = tokens[0][0] + 60 - now if tokens else 60.0
-            if used >= key.tpm_limit:
-                raise _rate_limited(f"Rate limit of {key.tpm_limit} tokens per minute reached for this key.",
-                                    reset, _headers("tokens", key.tpm_limit, 0, reset))
-            headers |= _headers("tokens", key.tpm_limit, key.tpm_limit - used, reset)
+        windows = rate_windows(key)
+        headers = self.admit_windows(windows, now) if windows else {}
         if reserve:
             for budget in budgets:
                 self._held[budget.id] = self._held.get(budget.id, 0.0) + reserve
@@ -196,7 +188,7 @@ class Limits:
         processes; if Redis fails, the local path for this request."""
         budgets = self.budgets_for(snapshot, key)
         amount = reserve() if budgets else 0.0
-        if not (budgets or key.rpm_limit or key.tpm_limit):
+        if not budgets and not rate_windows(key):
             return NO_LIMITS
         shared = self.shared()
         if shared is not None:
@@ -220,11 +212,54 @@ class Limits:
             self._shared = SharedLimits()
         return self._shared
 
+    def host(self) -> HostWindows | None:
+        """The windows shared by the workers of this host (serve --workers N, no REDIS_URL)."""
+        if self._host is None:
+            from django.conf import settings
+
+            shared = settings.GATEWAY_WORKERS > 1 and not settings.REDIS_URL
+            self._host = HostWindows(settings.DATA_DIR / FILE_NAME) if shared else False
+        return self._host or None
+
+    def admit_windows(self, windows: list[tuple[str, int, int, int]], now: float) -> dict[str, str]:
+        """Check the key's and the user's windows; count the request in each. Returns the
+        x-ratelimit-* headers; raises the 429 naming the limit reached."""
+        host = self.host()
+        if host is not None:
+            try:
+                refused, counts = host.admit([(owner_id(scope, owner), rpm, tpm)
+                                              for scope, owner, rpm, tpm in windows], now)
+            except OSError as exc:  # the data dir failed us: this worker's own windows for now
+                log.warning("host rate windows unavailable (%s); counting in this worker", exc)
+                host = None
+        if host is None:
+            refused, counts = self._admit_in_memory(windows, now)
+        return rate_verdict(windows, counts, refused)
+
+    def _admit_in_memory(self, windows, now: float) -> tuple[int, list[WindowCounts]]:
+        counts, refused = [], -1
+        for i, (scope, owner, rpm, tpm) in enumerate(windows):
+            requests = self._window(self._requests, (scope, owner), now) if rpm else ()
+            tokens = self._window(self._tokens, (scope, owner), now) if tpm else ()
+            counts.append(WindowCounts(len(requests), sum(n for _, n in tokens),
+                                       requests[0] + 60 - now if requests else 60.0,
+                                       tokens[0][0] + 60 - now if tokens else 60.0))
+            if refused < 0 and rpm and counts[i].requests >= rpm:
+                refused = 2 * i
+            elif refused < 0 and tpm and counts[i].tokens >= tpm:
+                refused = 2 * i + 1
+        if refused < 0:
+            for (scope, owner, rpm, _), c in zip(windows, counts):
+                if rpm:
+                    self._requests[(scope, owner)].append(now)
+                    c.requests += 1
+        return refused, counts
+
     @staticmethod
-    def _window(table: dict, key_id: int, now: float) -> deque:
-        window = table.get(key_id)
+    def _window(table: dict, owner: tuple[str, int], now: float) -> deque:
+        window = table.get(owner)
         if window is None:
-            window = table[key_id] = deque()
+            window = table[owner] = deque()
         while window and (window[0] if isinstance(window[0], float) else window[0][0]) <= now - 60:
             window.popleft()
         return window
@@ -247,10 +282,63 @@ class Limits:
                     ledger = self._ledgers[budget.id] = _Ledger(start)
                 ledger.entries.append((now, cost))
                 ledger.total += cost
-        if tokens and key.id is not None and key.tpm_limit:
-            self._window(self._tokens, key.id, now).append((now, tokens))
+        if tokens:
+            self._book_tokens(key, tokens, now)
         if admission is not None and admission.shared:
             self.shared().settle(admission, budgets, key, cost, tokens)
+
+    def _book_tokens(self, key: KeyInfo, tokens: int, now: float) -> None:
+        windows = [(scope, owner) for scope, owner, _, tpm in rate_windows(key) if tpm]
+        if not windows:
+            return
+        host = self.host()
+        if host is not None:
+            try:
+                host.add_tokens([owner_id(scope, owner) for scope, owner in windows], tokens, now)
+                return
+            except OSError as exc:
+                log.warning("host rate windows unavailable (%s); counting in this worker", exc)
+        for owner in windows:
+            self._window(self._tokens, owner, now).append((now, tokens))
+
+
+def rate_windows(key: KeyInfo) -> list[tuple[str, int, int, int]]:
+    """(scope, owner id, RPM limit, TPM limit; 0: none) of the key and of its user, in the
+    order admission checks them."""
+    windows = []
+    if key.id is not None and (key.rpm_limit or key.tpm_limit):
+        windows.append(("key", key.id, key.rpm_limit or 0, key.tpm_limit or 0))
+    if key.user_id is not None and (key.user_rpm_limit or key.user_tpm_limit):
+        windows.append(("user", key.user_id, key.user_rpm_limit or 0, key.user_tpm_limit or 0))
+    return windows
+
+
+def rate_verdict(windows: list[tuple[str, int, int, int]], counts: list[WindowCounts],
+                 refused: int) -> dict[str, str]:
+    """The x-ratelimit-* headers (per kind, the window with the least remaining, as a
+    provider reports its tightest limit); raises the 429 for the refusing limit
+    (2·i: window i's requests, 2·i + 1: its tokens, -1: none)."""
+    headers = {}
+    for kind in ("requests", "tokens"):
+        tightest = None
+        for (_, _, rpm, tpm), c in zip(windows, counts):
+            limit, used, reset = ((rpm, c.requests, c.requests_reset) if kind == "requests"
+                                  else (tpm, c.tokens, c.tokens_reset))
+            if limit:
+                if tightest is None or limit - used < tightest[1]:
+                    tightest = (limit, limit - used, reset)
+        if tightest is not None:
+            headers |= _headers(kind, *tightest)
+    if refused >= 0:
+        scope, _, rpm, tpm = windows[refused // 2]
+        c = counts[refused // 2]
+        whose = "this key" if scope == "key" else "this key's user (all of the user's keys)"
+        if refused % 2 == 0:
+            raise _rate_limited(f"Rate limit of {rpm} requests per minute reached for {whose}.",
+                                c.requests_reset, headers)
+        raise _rate_limited(f"Rate limit of {tpm} tokens per minute reached for {whose}.", c.tokens_reset,
+                            headers)
+    return headers
 
 
 @dataclass(slots=True)

@@ -32,6 +32,23 @@ class VirtualKey(models.Model):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
 
 
+class UserLimits(models.Model):
+    """Rate limits of a user: the requests and tokens of all of the user's keys count
+    against them, on top of each key's own limits (gateway.limits)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rate_limits")
+    rpm_limit = models.PositiveIntegerField("RPM limit", null=True, blank=True,
+                                            help_text="Requests per minute over all of the user's keys.")
+    tpm_limit = models.PositiveIntegerField("TPM limit", null=True, blank=True,
+                                            help_text="Tokens per minute over all of the user's keys.")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "rate limits"
+
+    def __str__(self) -> str:
+        return f"rate limits of {self.user}"
+
+
 ONE_OWNER = "A budget belongs to exactly one user, one key or one team: choose one of them."
 
 

@@ -161,6 +161,9 @@ GATEWAY_BUDGET_REFRESH_SECONDS = env.float("GATEWAY_BUDGET_REFRESH_SECONDS", def
 GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 # Without a token /metrics answers loopback clients only; true serves it to anyone.
 GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
+# Set by `manage.py serve` for its workers: with more than one and no REDIS_URL they share
+# RPM/TPM windows through a file in the data dir (gateway.host_windows).
+GATEWAY_WORKERS = env.int("GATEWAY_WORKERS", default=1)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
 # Usage records held in memory for the writer; beyond this they are read back from the journal.

@@ -8,10 +8,10 @@ from django.dispatch import receiver
 from providers.models import Provider, ProviderModel
 from routing.models import Route, RouteTarget
 
-from .models import Budget, VirtualKey
+from .models import Budget, UserLimits, VirtualKey
 from providers.config_version import bump_version
 
-CONFIG_MODELS = (Provider, ProviderModel, Route, RouteTarget, VirtualKey, Budget)
+CONFIG_MODELS = (Provider, ProviderModel, Route, RouteTarget, VirtualKey, Budget, UserLimits)
 
 
 @receiver(post_save)

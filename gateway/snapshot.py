@@ -93,20 +93,29 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
         health, health_latency = provider_health()
 
         keys: dict[str, KeyInfo] = {}
-        for k in VirtualKey.objects.select_related("user").prefetch_related("allowed_routes", "user__groups"):
+        keys_rows = VirtualKey.objects.select_related("user", "user__rate_limits")
+        for k in keys_rows.prefetch_related("allowed_routes", "user__groups"):
             allowed = frozenset(r.name for r in k.allowed_routes.all()) or None
+            user_limits = getattr(k.user, "rate_limits", None)
             keys[k.key_hash] = KeyInfo(
                 id=k.id, user_id=k.user_id, username=k.user.get_username(), prefix=k.prefix,
                 expires_at=k.expires_at.timestamp() if k.expires_at else None,
                 revoked=k.revoked_at is not None, allowed_routes=allowed,
                 rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit,
-                team_ids=tuple(g.id for g in k.user.groups.all()), require_prices=k.require_prices)
+                team_ids=tuple(g.id for g in k.user.groups.all()), require_prices=k.require_prices,
+                user_rpm_limit=user_limits.rpm_limit if user_limits else None,
+                user_tpm_limit=user_limits.tpm_limit if user_limits else None)
 
         anonymous = None
         if settings.GATEWAY_ALLOW_ANONYMOUS:
             user, _ = get_user_model().objects.get_or_create(username="anonymous",
                                                              defaults={"is_active": False})
-            anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous")
+            from gateway.models import UserLimits
+
+            user_limits = UserLimits.objects.filter(user=user).first()
+            anonymous = KeyInfo(id=None, user_id=user.id, username=user.username, prefix="anonymous",
+                                user_rpm_limit=user_limits.rpm_limit if user_limits else None,
+                                user_tpm_limit=user_limits.tpm_limit if user_limits else None)
 
         default = routes.get(DEFAULT_ROUTE)
         return ConfigSnapshot(

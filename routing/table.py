@@ -82,6 +82,8 @@ class KeyInfo:
     tpm_limit: int | None = None
     team_ids: tuple[int, ...] = ()  # the user's groups: team budgets count for them
     require_prices: bool = False  # refuse unpriced models while a hard budget applies
+    user_rpm_limit: int | None = None  # the user's (gateway.models.UserLimits): all their keys count
+    user_tpm_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,90 @@ def test_tokens_per_minute_are_limited_per_key(gateway, fake_openai):
     assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"]
 
 
+def anthropic_post(gateway, key, model):
+    return httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": key}, timeout=30,
+                      json={"model": model, "max_tokens": 5, "messages": CHAT})
+
+
+def test_two_keys_of_one_user_share_the_users_requests_per_minute(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    name = world.unique("rhea")
+    _, laptop = key_issue(username=name)
+    _, desktop = key_issue(username=name, rpm_limit=10)
+    _, other = key_issue(username=world.unique("sam"))
+    world.user_limits(name, rpm_limit=3)
+    first = post(gateway, laptop, upstream.name)
+    assert first.status_code == 200
+    assert (first.headers["x-ratelimit-limit-requests"], first.headers["x-ratelimit-remaining-requests"]) == \
+        ("3", "2")
+    second = post(gateway, desktop, upstream.name)
+    # The tightest window: the user's (1 left), not the desktop key's own (9 left).
+    assert second.headers["x-ratelimit-limit-requests"] == "3"
+    assert second.headers["x-ratelimit-remaining-requests"] == "1"
+    assert second.headers["x-ratelimit-reset-requests"] in ("1m0s", "59s", "58s")  # the first one's age
+    assert anthropic_post(gateway, laptop, upstream.name).status_code == 200  # every front door counts
+    forwarded = len(fake_openai.requests)
+
+    refused = post(gateway, desktop, upstream.name)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert error["message"] == ("Rate limit of 3 requests per minute reached for this key's user "
+                                "(all of the user's keys).")
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    anthropic = anthropic_post(gateway, laptop, upstream.name)
+    assert anthropic.status_code == 429 and anthropic.json()["type"] == "error"
+    assert anthropic.json()["error"]["type"] == "rate_limit_error"
+    assert "requests per minute reached for this key's user" in anthropic.json()["error"]["message"]
+    assert anthropic.headers["x-ratelimit-remaining-requests"] == "0"
+    assert len(fake_openai.requests) == forwarded  # nothing forwarded
+    assert post(gateway, other, upstream.name).status_code == 200  # another user: not limited
+
+
+def test_tokens_of_one_key_count_for_the_users_other_keys(gateway, fake_openai):
+    upstream = world.provider(fake_openai.url + "/v1")
+    name = world.unique("tess")
+    _, laptop = key_issue(username=name)
+    _, desktop = key_issue(username=name, tpm_limit=100_000)
+    world.user_limits(name, tpm_limit=10)
+    first = post(gateway, laptop, upstream.name)  # uses more than 10 tokens
+    assert first.status_code == 200 and first.headers["x-ratelimit-remaining-tokens"] == "10"
+    time.sleep(0.2)  # booked when the request settles
+    refused = post(gateway, desktop, upstream.name)
+    assert refused.status_code == 429
+    message = refused.json()["error"]["message"]
+    assert "Rate limit of 10 tokens per minute reached for this key's user" in message
+    assert refused.headers["x-ratelimit-limit-tokens"] == "10"
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_a_users_rate_limits_are_set_on_the_users_admin_page(gateway, fake_openai):
+    from django.test import Client
+
+    from gateway.models import UserLimits
+
+    upstream = world.provider(fake_openai.url + "/v1")
+    name = world.unique("uma")
+    _, key = key_issue(username=name)
+    user = get_user_model().objects.get(username=name)
+    admin, _ = get_user_model().objects.get_or_create(username="root", defaults={"is_staff": True,
+                                                                                "is_superuser": True})
+    client = Client()
+    client.force_login(admin)
+    page = client.get(f"/admin/auth/user/{user.id}/change/").content.decode()
+    assert "RPM limit" in page and "TPM limit" in page
+    r = client.post(f"/admin/auth/user/{user.id}/change/", {
+        "username": name, "is_active": "on", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+        "rate_limits-TOTAL_FORMS": 1, "rate_limits-INITIAL_FORMS": 0, "rate_limits-MIN_NUM_FORMS": 0,
+        "rate_limits-MAX_NUM_FORMS": 1, "rate_limits-0-rpm_limit": 1, "rate_limits-0-tpm_limit": "",
+        "rate_limits-0-user": user.id})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    assert UserLimits.objects.get(user=user).rpm_limit == 1
+    assert post(gateway, key, upstream.name).headers["x-ratelimit-limit-requests"] == "1"  # a config save
+    assert post(gateway, key, upstream.name).status_code == 429
+
+
 def test_issue_key_can_attach_a_budget():
     out = io.StringIO()
     call_command("issue_key", "--user", "judy", "--budget", "25", "--period", "weekly", "--quiet", stdout=out)
@@ -147,7 +231,8 @@ def test_fifty_concurrent_slow_streams_cannot_overspend_a_budget_that_covers_fiv
     one_estimate = 0.02 + 0.001
     assert spent <= 0.07 + one_estimate, (spent, admitted)
     # Released at settle: once the streams are done, the rest of the budget is usable again.
-    assert post(gateway, key, upstream.name).status_code == (200 if spent < 0.07 else 429)
+    last = post(gateway, key, upstream.name)
+    assert last.status_code == (200 if spent < 0.07 else 429), (last.text, spent, admitted)
 
 
 def test_rate_limit_headers_on_responses_where_limits_apply(gateway, fake_openai):

@@ -43,6 +43,17 @@ def alice_key(**kw) -> str:
     return key_issue(username="alice", name="alice laptop", **kw)[1]
 
 
+def user_limits(username: str, *, rpm_limit: int | None = None, tpm_limit: int | None = None):
+    """Rate limits of `username` (created if needed) over all of their keys."""
+    from django.contrib.auth import get_user_model
+
+    from gateway.models import UserLimits
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    return UserLimits.objects.update_or_create(user=user, defaults={"rpm_limit": rpm_limit,
+                                                                    "tpm_limit": tpm_limit})[0]
+
+
 def wait_record(request_id: str, timeout: float = 5.0) -> UsageRecord:
     deadline = time.time() + timeout
     while time.time() < deadline:

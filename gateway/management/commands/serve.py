@@ -41,11 +41,11 @@ def sharing_note(workers: int) -> str:
         return "1 worker."
     if settings.REDIS_URL:
         return (f"{workers} workers. Shared through Redis and the database: config version, circuit breakers, "
-                f"budgets (spend re-read from the database), stored Responses conversations (cache). "
-                f"Per worker: RPM/TPM windows.")
-    return (f"{workers} workers without REDIS_URL. Shared: config version (data dir), usage and budgets "
-            f"(database; spend re-read every {settings.GATEWAY_BUDGET_REFRESH_SECONDS:g} s). "
-            f"Per worker: RPM/TPM windows, circuit breakers, stored Responses conversations "
+                f"budgets (spend re-read from the database), RPM/TPM windows, stored Responses conversations "
+                f"(cache).")
+    return (f"{workers} workers without REDIS_URL. Shared: config version and RPM/TPM windows (data dir), "
+            f"usage and budgets (database; spend re-read every {settings.GATEWAY_BUDGET_REFRESH_SECONDS:g} s). "
+            f"Per worker: circuit breakers, stored Responses conversations "
             f"(set REDIS_URL to share them).")
 
 
@@ -129,6 +129,7 @@ class Command(BaseCommand):
             sockets.append(listening_socket(host, port, reuse_port))
         if log_format:
             os.environ["GATEWAY_LOG_FORMAT"] = log_format  # inherited by the workers
+        os.environ["GATEWAY_WORKERS"] = str(workers)  # they share RPM/TPM windows when several (no Redis)
         children = []
         for i in range(workers):
             fd = sockets[i % len(sockets)].fileno()
