@@ -43,7 +43,7 @@ class BudgetInfo:
     hard: bool
     period_start: float  # epoch seconds, the period the seed belongs to
     spent_at_build: float
-    cutoff: float = 0.0  # the database held every record this process settled before this
+    cutoff: int = 0  # the database held this many of this process's first records (UsageRecorder.recorded)
 
 
 def period_start(period: str, now: float) -> float:
@@ -65,11 +65,12 @@ class _Ledger:
 
     def __init__(self, period: float) -> None:
         self.period = period
-        self.entries: deque[tuple[float, float]] = deque()  # (when, cost)
+        # (how many records this process had recorded before this one, cost)
+        self.entries: deque[tuple[int, float]] = deque()
         self.total = 0.0
 
-    def prune(self, cutoff: float) -> None:
-        """Drop what the database holds now: everything settled before `cutoff`."""
+    def prune(self, cutoff: int) -> None:
+        """Drop what the database holds now: this process's first `cutoff` records."""
         entries = self.entries
         while entries and entries[0][0] < cutoff:
             self.total -= entries.popleft()[1]
@@ -81,6 +82,7 @@ class Limits:
     def __init__(self, recorder=None) -> None:
         self._recorder = recorder  # gateway.usage.UsageRecorder: its flush times prune the ledgers
         self._seeds: dict[int, tuple[float, float]] = {}  # budget id → (period start, spent in the database)
+        self._cutoff = 0  # the database held this many of this process's records when _seeds were read
         self._ledgers: dict[int, _Ledger] = {}
         self._version: object = None
         self._requests: dict[tuple[str, int], deque[float]] = {}  # (scope, owner) → request times
@@ -95,13 +97,9 @@ class Limits:
             return []
         if snapshot.version != self._version:  # a rebuilt snapshot carries fresh database totals
             self._version = snapshot.version
-            cutoff = 0.0
-            for budgets in snapshot.budgets.values():
-                for b in budgets:
-                    self._seeds[b.id] = (b.period_start, b.spent_at_build)
-                    cutoff = b.cutoff
-            for ledger in self._ledgers.values():
-                ledger.prune(cutoff)
+            self._reseed({b.id: (b.period_start, b.spent_at_build)
+                          for budgets in snapshot.budgets.values() for b in budgets},
+                         next(iter(snapshot.budgets.values()))[0].cutoff)
         budgets = [*snapshot.budgets.get(("key", key.id), ()),
                    *snapshot.budgets.get(("user", key.user_id), ())]
         for team in key.team_ids:  # team budgets count for every member's keys
@@ -141,14 +139,25 @@ class Limits:
             if not self._seeds:  # no budget seen yet: nothing to refresh
                 continue
             try:
-                cutoff = recorder.flushed_before if recorder is not None else 0.0
-                fresh = await asyncio.to_thread(_database_spend)
+                if recorder is not None:
+                    cutoff, fresh = await asyncio.to_thread(recorder.consistent, _database_spend)
+                else:
+                    cutoff, fresh = await asyncio.to_thread(_database_spend, 0)
             except Exception as exc:  # database briefly unavailable: keep the last totals
                 log.warning("budget refresh failed: %s", type(exc).__name__)
                 continue
-            self._seeds.update(fresh)
-            for ledger in self._ledgers.values():
-                ledger.prune(cutoff)
+            self._reseed(fresh, cutoff)
+
+    def _reseed(self, seeds: dict[int, tuple[float, float]], cutoff: int) -> None:
+        """New database totals, read when the database held this process's first `cutoff`
+        records: those leave the ledgers. Totals older than the ones in use (a snapshot built
+        while a refresh ran) are ignored, else spend would be undercounted."""
+        if cutoff < self._cutoff:
+            return
+        self._cutoff = cutoff
+        self._seeds.update(seeds)
+        for ledger in self._ledgers.values():
+            ledger.prune(cutoff)
 
     def budgets_for(self, snapshot: ConfigSnapshot, key: KeyInfo) -> list[BudgetInfo]:
         return self._budgets(snapshot, key) if snapshot.budgets else []
@@ -280,7 +289,7 @@ class Limits:
                 ledger = self._ledgers.get(budget.id)
                 if ledger is None or ledger.period != start:
                     ledger = self._ledgers[budget.id] = _Ledger(start)
-                ledger.entries.append((now, cost))
+                ledger.entries.append((self._recorder.recorded if self._recorder is not None else 0, cost))
                 ledger.total += cost
         if tokens:
             self._book_tokens(key, tokens, now)
@@ -382,9 +391,9 @@ def _headers(kind: str, limit: int, remaining: int, reset: float) -> dict[str, s
 
 
 def build_budgets(now: float | None = None,
-                  cutoff: float = 0.0) -> dict[tuple[str, int], tuple[BudgetInfo, ...]]:
+                  cutoff: int = 0) -> dict[tuple[str, int], tuple[BudgetInfo, ...]]:
     """For gateway.snapshot.build_snapshot (synchronous, one query per budget). `cutoff`:
-    the usage recorder's flushed_before, read before the query."""
+    how many of this process's records the database holds (UsageRecorder.consistent)."""
     from django.db.models import Sum
 
     from .models import Budget, UsageRecord
@@ -405,12 +414,12 @@ def build_budgets(now: float | None = None,
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _database_spend() -> dict[int, tuple[float, float]]:
-    """budget id → (period start, spent in the database): for the periodic refresh."""
+def _database_spend(cutoff: int) -> tuple[int, dict[int, tuple[float, float]]]:
+    """(cutoff, budget id → (period start, spent in the database)): for the periodic refresh."""
     from django.db import close_old_connections
 
     try:
-        return {b.id: (b.period_start, b.spent_at_build)
-                for budgets in build_budgets().values() for b in budgets}
+        return cutoff, {b.id: (b.period_start, b.spent_at_build)
+                        for budgets in build_budgets().values() for b in budgets}
     finally:
         close_old_connections()

@@ -17,6 +17,7 @@ per request meanwhile) and /health/ready says degraded until a rebuild succeeds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -39,9 +40,9 @@ def current_version(remote: bytes | None = None) -> object:
     return (*version_file_stamp(), remote)
 
 
-def build_snapshot(version: object = None, flushed_before: float = 0.0) -> ConfigSnapshot:
+def build_snapshot(version: object = None, flushed_count: int = 0) -> ConfigSnapshot:
     """Synchronous: reads every config table once. Never called on the event loop.
-    `flushed_before`: the usage recorder's (see gateway.limits.build_budgets)."""
+    `flushed_count`: the usage recorder's (see gateway.limits.build_budgets)."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -124,7 +125,7 @@ def build_snapshot(version: object = None, flushed_before: float = 0.0) -> Confi
             fallback=default.targets[1:] if default else (),
             model_index={k: tuple(v) for k, v in model_index.items()}, anonymous=anonymous,
             health=health, health_latency_ms=health_latency, provider_problems=problems,
-            budgets=build_budgets(cutoff=flushed_before))
+            budgets=build_budgets(cutoff=flushed_count))
     finally:
         connection.close()  # built in a worker thread: do not leave its connection open
 
@@ -149,7 +150,7 @@ class SnapshotStore:
         self.current: ConfigSnapshot = EMPTY
         self._lock = asyncio.Lock()
         self._cluster = cluster  # its remote_version is part of the version
-        self._recorder = recorder  # its flushed_before seeds budget spend
+        self._recorder = recorder  # budget spend is read in step with its flushes
         self.rebuild_error = ""  # the last rebuild's failure, "" when the snapshot is current
         self._failures = 0
         self._retry_at = 0.0
@@ -174,9 +175,13 @@ class SnapshotStore:
             if self._backing_off():
                 return self.current
             started = time.perf_counter()
-            flushed = self._recorder.flushed_before if self._recorder is not None else 0.0
+            build = functools.partial(build_snapshot, version)
             try:
-                self.current = await asyncio.to_thread(build_snapshot, version, flushed)
+                # While no usage flush writes: budget spend and the recorder's count agree.
+                if self._recorder is not None:
+                    self.current = await asyncio.to_thread(self._recorder.consistent, build)
+                else:
+                    self.current = await asyncio.to_thread(build, 0)
             except Exception as exc:
                 if self.current is EMPTY:
                     raise  # nothing to serve from yet

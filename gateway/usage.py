@@ -232,9 +232,16 @@ class UsageRecorder:
         # queued before it is in the database (budget spend reads the database and this
         # process's newer ones).
         self.flushed_before = 0.0
+        # Records accepted by record() so far, and how many of the first ones the database
+        # holds: budget ledgers (gateway.limits) prune by this count, which is exact where
+        # a time cut-off races with the writer thread.
+        self.recorded = 0
+        self.flushed_count = 0
+        self._cut_count = 0
 
     def record(self, fields: dict) -> None:
         if self._log is None:  # not started (a unit test): memory only until start()
+            self.recorded += 1
             self._queue.put(fields)
             self._queued += 1
             for listener in self.listeners:
@@ -244,6 +251,7 @@ class UsageRecorder:
         with self._log_lock:
             os.write(self._log.fd, line)
             self._log.written += 1
+            self.recorded += 1
             if self._queued < self.max_queue:
                 self._queue.put(fields)
                 self._queued += 1
@@ -275,6 +283,7 @@ class UsageRecorder:
     def _cut(self) -> None:
         with self._log_lock:
             segment = self._log.cut() if self._log else None
+            self._cut_count = self.recorded
             batch = []
             while True:
                 try:
@@ -312,7 +321,14 @@ class UsageRecorder:
                 log.warning("database back after %.1fs; journal replayed", started - self._down_since)
                 self._down_since = None
             self.flushed_before = started
+            self.flushed_count = self._cut_count
             return written
+
+    def consistent(self, read):
+        """`read(flushed_count)` (a database query) while no flush is writing: the count it
+        is given is exactly how many of this process's records the database holds."""
+        with self._write_lock:
+            return read(self.flushed_count)
 
     def pending_segments(self) -> int:
         return len(self._pending)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -164,3 +165,38 @@ def test_a_clean_exit_leaves_no_log_behind(make_recorder):
     r.record(row)
     r.close()
     assert stored(row["request_id"]) == 1 and list((r.data_dir / WAL_DIR).iterdir()) == []
+
+
+def test_budget_spend_counts_every_record_once_whatever_the_flush_timing(make_recorder):
+    """Budget spend = database totals + this process's records the database did not hold
+    when they were read. Records settled while a flush was under way (here: stamped after
+    its start) were once counted twice, in the database and in the ledger, until the next
+    refresh; the ledger now prunes by the recorder's count, read in step with the query."""
+    import dataclasses
+
+    from gateway.limits import Limits, _database_spend, build_budgets
+    from gateway.services import key_issue
+    from routing.table import EMPTY, KeyInfo
+
+    row, _ = key_issue(username=world.unique("ledger"), budget_usd=100, budget_period="daily")
+    key = KeyInfo(id=row.id, user_id=row.user_id, username=row.user.username, prefix=row.prefix)
+    r = make_recorder()
+    limits = Limits(r)
+    budgets = r.consistent(lambda n: build_budgets(cutoff=n))
+    snapshot = dataclasses.replace(EMPTY, version="v1", budgets=budgets)
+    budget = limits.budgets_for(snapshot, key)[0]
+
+    def request(cost: float, late: bool = False) -> None:
+        when = time.time() + (5 if late else 0)  # late: settled after a flush started
+        limits.settle(snapshot, key, cost=cost, tokens=0, now=when)
+        r.record(fields(key_id=row.id, user_id=row.user_id, cost_usd=cost))
+
+    request(0.5)
+    request(0.25, late=True)
+    assert r.flush() == 2
+    request(0.125)  # not flushed yet: only in the ledger
+    limits._reseed(*reversed(r.consistent(_database_spend)))
+    assert limits.spent(budget, time.time()) == 0.875
+    r.flush()
+    limits._reseed(*reversed(r.consistent(_database_spend)))
+    assert limits.spent(budget, time.time()) == 0.875

@@ -138,7 +138,7 @@ def test_with_redis_the_cluster_link_starts_and_stops_with_the_gateway(gw):
 
 def test_budget_refresh_waits_for_budgets_before_reading_the_database(gw, monkeypatch):
     reads = []
-    monkeypatch.setattr("gateway.limits._database_spend", lambda: reads.append(1) or {})
+    monkeypatch.setattr("gateway.limits._database_spend", lambda cutoff: reads.append(1) or (cutoff, {}))
 
     async def scenario():
         with override_settings(GATEWAY_BUDGET_REFRESH_SECONDS=0.01):
