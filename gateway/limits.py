@@ -78,6 +78,25 @@ class _Ledger:
             self.total = 0.0  # no float drift left behind
 
 
+class _TokenWindow:
+    """Tokens booked in the last 60 s, with their running total (no sum per admission)."""
+
+    __slots__ = ("entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, int]] = deque()  # (when, tokens)
+        self.total = 0
+
+    def expire(self, now: float) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= now - 60:
+            self.total -= entries.popleft()[1]
+
+    def add(self, now: float, tokens: int) -> None:
+        self.entries.append((now, tokens))
+        self.total += tokens
+
+
 class Limits:
     def __init__(self, recorder=None) -> None:
         self._recorder = recorder  # gateway.usage.UsageRecorder: its flush times prune the ledgers
@@ -86,7 +105,7 @@ class Limits:
         self._ledgers: dict[int, _Ledger] = {}
         self._version: object = None
         self._requests: dict[tuple[str, int], deque[float]] = {}  # (scope, owner) → request times
-        self._tokens: dict[tuple[str, int], deque[tuple[float, int]]] = {}
+        self._tokens: dict[tuple[str, int], _TokenWindow] = {}
         self._refresher: asyncio.Task | None = None
         self._held: dict[int, float] = {}  # budget id → USD reserved by requests in flight here
         self._shared = None  # gateway.cluster.SharedLimits, made on first use when REDIS_URL is set
@@ -249,10 +268,11 @@ class Limits:
         counts, refused = [], -1
         for i, (scope, owner, rpm, tpm) in enumerate(windows):
             requests = self._window(self._requests, (scope, owner), now) if rpm else ()
-            tokens = self._window(self._tokens, (scope, owner), now) if tpm else ()
-            counts.append(WindowCounts(len(requests), sum(n for _, n in tokens),
+            tokens = self._token_window((scope, owner), now) if tpm else None
+            booked = tokens.entries if tokens is not None else ()
+            counts.append(WindowCounts(len(requests), tokens.total if tokens is not None else 0,
                                        requests[0] + 60 - now if requests else 60.0,
-                                       tokens[0][0] + 60 - now if tokens else 60.0))
+                                       booked[0][0] + 60 - now if booked else 60.0))
             if refused < 0 and rpm and counts[i].requests >= rpm:
                 refused = 2 * i
             elif refused < 0 and tpm and counts[i].tokens >= tpm:
@@ -269,8 +289,15 @@ class Limits:
         window = table.get(owner)
         if window is None:
             window = table[owner] = deque()
-        while window and (window[0] if isinstance(window[0], float) else window[0][0]) <= now - 60:
+        while window and window[0] <= now - 60:
             window.popleft()
+        return window
+
+    def _token_window(self, owner: tuple[str, int], now: float) -> _TokenWindow:
+        window = self._tokens.get(owner)
+        if window is None:
+            window = self._tokens[owner] = _TokenWindow()
+        window.expire(now)
         return window
 
     def settle(self, snapshot: ConfigSnapshot, key: KeyInfo, cost: float, tokens: int,
@@ -308,7 +335,7 @@ class Limits:
             except OSError as exc:
                 log.warning("host rate windows unavailable (%s); counting in this worker", exc)
         for owner in windows:
-            self._window(self._tokens, owner, now).append((now, tokens))
+            self._token_window(owner, now).add(now, tokens)
 
 
 def rate_windows(key: KeyInfo) -> list[tuple[str, int, int, int]]:
