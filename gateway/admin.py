@@ -25,6 +25,8 @@ class VirtualKeyForm(forms.ModelForm):
         model = VirtualKey
         fields = ("name", "user", "allowed_routes", "rpm_limit", "tpm_limit", "require_prices", "expires_at",
                   "revoked_at")
+        labels = {"rpm_limit": "RPM limit", "tpm_limit": "TPM limit",
+                  "require_prices": "Require known prices"}
 
 
 @admin.register(VirtualKey)
@@ -35,6 +37,10 @@ class VirtualKeyAdmin(admin.ModelAdmin):
     search_fields = ("prefix", "name", "user__username")
     filter_horizontal = ("allowed_routes",)
     actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is not None else [f for f in fields if f != "revoked_at"]  # a new key is live
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from .discovery import DiscoveryError
-from .models import Provider, ProviderModel
+from .models import Provider, ProviderModel, ProviderType
 from .services import provider_models_sync
 
 SECRETS = ("api_key", "aws_secret_access_key")
@@ -10,6 +10,30 @@ SECRETS = ("api_key", "aws_secret_access_key")
 # again clears them (else a staff user with only change_provider could point the
 # provider at a server of theirs and receive the stored key with the next request).
 DESTINATION = ("type", "base_url", "region")
+
+# Human labels where the field name makes a poor one ("Api key", "Ca bundle").
+PROVIDER_LABELS = {
+    "base_url": "Base URL", "api_key": "API key", "clear_api_key": "Clear the stored API key",
+    "aws_access_key_id": "AWS access key ID", "aws_secret_access_key": "AWS secret access key",
+    "clear_aws_secret_access_key": "Clear the stored AWS secret", "aws_profile": "AWS profile",
+    "region": "AWS region", "api_version": "API version", "wire_api": "Wire API",
+    "extra_headers": "Extra headers", "connect_timeout": "Connect timeout (s)",
+    "first_token_timeout": "First token timeout (s)", "total_timeout": "Total timeout (s)",
+    "proxy": "HTTP proxy", "ca_bundle": "CA bundle",
+}
+PRICE_UNIT = "USD per 1M tokens"
+PRICES = ("input_price", "output_price", "cache_read_price", "cache_write_price")
+MODEL_LABELS = {
+    "model_id": "Model ID", "input_price": f"Input price ({PRICE_UNIT})",
+    "output_price": f"Output price ({PRICE_UNIT})", "cache_read_price": f"Cache read price ({PRICE_UNIT})",
+    "cache_write_price": f"Cache write price ({PRICE_UNIT})", "max_output_tokens": "Max output tokens",
+}
+
+
+def only_for(*types: ProviderType) -> tuple[str, ...]:
+    """Fieldset classes read by providers/static/providers/provider_type.js, which hides the
+    fieldset unless the selected type is one of `types` (without JavaScript all stay visible)."""
+    return ("only-for", *(f"only-{t.value}" for t in types))
 
 
 class ProviderForm(forms.ModelForm):
@@ -26,6 +50,13 @@ class ProviderForm(forms.ModelForm):
     class Meta:
         model = Provider
         fields = "__all__"
+        labels = {k: v for k, v in PROVIDER_LABELS.items() if not k.startswith("clear_")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("clear_api_key", "clear_aws_secret_access_key", "api_key", "aws_secret_access_key"):
+            if name in self.fields:
+                self.fields[name].label = PROVIDER_LABELS[name]
 
     def clean_extra_headers(self):
         """The config file's rules (providers/schema.py): header names to strings."""
@@ -55,8 +86,26 @@ class ProviderForm(forms.ModelForm):
         return data
 
 
+class ProviderModelForm(forms.ModelForm):
+    """Prices say their unit in the label; number inputs narrow enough for the inline
+    table to fit a 1400 px window."""
+
+    class Meta:
+        model = ProviderModel
+        fields = "__all__"
+        labels = MODEL_LABELS
+        widgets = {
+            **{name: forms.NumberInput(attrs={"step": "any", "style": "width: 6.5em"}) for name in PRICES},
+            **{name: forms.NumberInput(attrs={"style": "width: 6em"})
+               for name in ("context_window", "max_output_tokens")},
+            "deployment": forms.TextInput(attrs={"style": "width: 10em"}),
+            "model_id": forms.TextInput(attrs={"style": "width: 12em"}),
+        }
+
+
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
+    form = ProviderModelForm
     extra = 0
 
 
@@ -68,13 +117,30 @@ class ProviderAdmin(admin.ModelAdmin):
     search_fields = ("name", "base_url", "default_model")
     inlines = [ProviderModelInline]
     actions = ["sync_models"]
+    T = ProviderType
     fieldsets = (
         (None, {"fields": ("name", "type", "base_url", "default_model", "enabled")}),
-        ("Credentials", {"fields": ("api_key", "clear_api_key", "aws_access_key_id", "aws_secret_access_key",
-                                    "clear_aws_secret_access_key", "aws_profile", "region", "api_version")}),
-        ("Behaviour", {"fields": ("wire_api", "extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
+        ("API key", {"fields": ("api_key", "clear_api_key"),
+                     "classes": only_for(T.OPENAI, T.ANTHROPIC, T.OLLAMA, T.OPENROUTER, T.AZURE)}),
+        ("AWS (Bedrock)", {"fields": ("region", "aws_access_key_id", "aws_secret_access_key",
+                                      "clear_aws_secret_access_key", "aws_profile"),
+                           "classes": only_for(T.BEDROCK),
+                           "description": "Empty keys: the gateway's AWS environment (profile, role, "
+                                          "instance credentials)."}),
+        ("Azure", {"fields": ("api_version",), "classes": only_for(T.AZURE)}),
+        ("OpenAI API", {"fields": ("wire_api",), "classes": only_for(T.OPENAI, T.AZURE)}),
+        ("Behaviour", {"fields": ("extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
         ("Network", {"fields": ("proxy", "ca_bundle")}),
     )
+
+    class Media:
+        js = ("providers/provider_type.js",)
+
+    def get_fieldsets(self, request, obj=None):
+        """A `clear` checkbox only where a secret is stored (never on the add form)."""
+        hidden = {f"clear_{name}" for name in SECRETS if obj is None or not getattr(obj, name)}
+        return [(name, {**opts, "fields": tuple(f for f in opts["fields"] if f not in hidden)})
+                for name, opts in self.fieldsets]
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -121,6 +187,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(ProviderModel)
 class ProviderModelAdmin(admin.ModelAdmin):
+    form = ProviderModelForm
     list_display = ("model_id", "provider", "deployment", "context_window", "input_price", "output_price", "enabled")
     list_filter = ("provider", "enabled")
     search_fields = ("model_id", "deployment")
