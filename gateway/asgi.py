@@ -34,6 +34,13 @@ def build_application(gw: Gateway, websocket_app=None):
     """The ASGI application serving `gw`: lifespan, HTTP and (the live view) websockets."""
 
     async def http_app(scope, receive, send):
+        console = gw.console  # the text access log (gateway.access_log): None unless enabled
+        if console is None:
+            await serve_http(scope, receive, send)
+        else:
+            await console(serve_http, scope, receive, send)
+
+    async def serve_http(scope, receive, send):
         path = scope["path"]
         if proxy.handles(path):
             if not gw.running:
