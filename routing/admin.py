@@ -68,6 +68,9 @@ class ProviderHealthAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # rows are written by the health check task
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a view page without save buttons (deleting a row only resets it)
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return format_html('<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;'
