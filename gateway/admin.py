@@ -64,7 +64,7 @@ class VirtualKeyAdmin(admin.ModelAdmin):
 
         return TemplateResponse(request, "admin/gateway/new_key.html", {
             **self.admin_site.each_context(request), "key": obj, "plaintext": plaintext,
-            "snippets": agent_snippets(gateway_url(request), plaintext), "title": "New key"})
+            "snippets": agent_snippets(gateway_url(request), plaintext), "title": f"New key for {obj.user}"})
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
@@ -203,6 +203,9 @@ class BudgetAdmin(admin.ModelAdmin):
     list_display = ("__str__", "user", "key", "team", "amount_usd", "period", "hard", "spent_now")
     list_filter = ("period", "hard")
     search_fields = ("user__username", "key__prefix", "key__name", "team__name")
+
+    def get_form(self, request, obj=None, **kwargs):
+        return super().get_form(request, obj, labels={"amount_usd": "Amount (USD)"}, **kwargs)
 
     @admin.display(description="spent this period (USD)")
     def spent_now(self, obj):
