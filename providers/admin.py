@@ -103,9 +103,16 @@ class ProviderModelForm(forms.ModelForm):
         }
 
 
+class ProviderModelFormSet(forms.BaseInlineFormSet):
+    def get_unique_error_message(self, unique_check):
+        # Django's names the columns ("provider and model_id"): say it in words.
+        return "A model ID can be listed once per provider: remove or rename the second row."
+
+
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
     form = ProviderModelForm
+    formset = ProviderModelFormSet
     extra = 0
 
 

@@ -106,3 +106,22 @@ def test_no_favicon_404(gateway):
 
     response = httpx.get(gateway.url + "/favicon.ico", follow_redirects=True)
     assert response.status_code == 200 and "svg" in response.headers["content-type"]
+
+
+def test_a_model_listed_twice_on_a_provider_gets_a_plain_words_message(admin_client):
+    blank = ("base_url", "default_model", "api_key", "region", "aws_access_key_id", "aws_secret_access_key",
+             "aws_profile", "api_version", "proxy", "ca_bundle")
+    data = {**dict.fromkeys(blank, ""), "name": world.unique("dup"), "type": "openai", "enabled": "on",
+            "wire_api": "auto", "extra_headers": "{}", "connect_timeout": "5", "first_token_timeout": "60",
+            "total_timeout": "600",
+            "models-TOTAL_FORMS": "2", "models-INITIAL_FORMS": "0", "models-MIN_NUM_FORMS": "0",
+            "models-MAX_NUM_FORMS": "1000"}
+    for i in range(2):
+        data.update({f"models-{i}-model_id": "gpt-5", f"models-{i}-input_price": "1",
+                     f"models-{i}-output_price": "2", f"models-{i}-enabled": "on"})
+    page = admin_client.post("/admin/providers/provider/add/", data).content.decode()
+    import re
+
+    errors = re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', page, re.S)
+    assert any("A model ID can be listed once per provider" in e for e in errors), errors
+    assert not any("model_id" in e for e in errors), errors
