@@ -7,10 +7,11 @@ GATEWAY_LOG_FORMAT (`serve --log-format`): `json` (one JSON object a line), `tex
 or `none` (the default: nothing, no cost). Lines go to stderr through the
 `junction.access` logger, so a deployment can route them elsewhere in LOGGING.
 
-`text` is the console of `make run`: one line for every HTTP request (the admin's too),
-written by ConsoleLog around the ASGI app: time, method, path (never a key or a query
-string), status, latency, and for a proxied request the route, provider and model the
-gateway answered with in its x-gateway-* headers (no extra work on the hot path).
+`text` is the console of `make run`: one line for every HTTP request (the admin's too,
+static files only when they fail), written by ConsoleLog around the ASGI app: time,
+method, path (never a key or a query string), status, latency, and for a proxied request
+the route, provider and model the gateway answered with in its x-gateway-* headers (no
+extra work on the hot path).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def console_path(path: str) -> str:
     return redact(path) if path.startswith("/k/") else path
 
 
+STATIC = "/static/"
 _HEADERS = {b"x-gateway-route": "route", b"x-gateway-provider": "provider", b"x-gateway-model": "model"}
 
 
@@ -114,7 +116,9 @@ class ConsoleLog:
         try:
             await app(scope, receive, sending)
         finally:
-            self.write(scope, seen, (time.perf_counter() - started) * 1000)
+            # The admin's CSS, scripts and icons (a dozen per page) only when they fail.
+            if seen["status"] >= 400 or not scope.get("path", "").startswith(STATIC):
+                self.write(scope, seen, (time.perf_counter() - started) * 1000)
 
     @staticmethod
     def line(scope: dict, seen: dict, latency_ms: float) -> str:

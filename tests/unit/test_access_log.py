@@ -104,3 +104,30 @@ def test_text_installs_the_console_not_an_event_listener():
     assert gw.console is not None and not gw.events.listeners
     uninstall()
     assert gw.console is None
+
+
+def test_the_console_leaves_out_static_files_unless_they_fail(caplog):
+    import asyncio
+
+    from gateway.access_log import ConsoleLog
+
+    def app(status):
+        async def serve(scope, receive, send):
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        return serve
+
+    async def send(message):
+        pass
+
+    logger = logging.getLogger("junction.access")
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for path, status in (("/static/admin/base.css", 200), ("/static/missing.css", 404), ("/admin/", 200)):
+            scope = {"type": "http", "method": "GET", "path": path}
+            asyncio.run(ConsoleLog()(app(status), scope, None, send))
+    finally:
+        logger.removeHandler(caplog.handler)
+    lines = [r.getMessage().split(" ", 1)[1] for r in caplog.records if r.name == "junction.access"]
+    assert [line.rsplit(" ", 2)[0] for line in lines] == ["GET /static/missing.css 404", "GET /admin/ 200"]
