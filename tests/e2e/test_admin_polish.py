@@ -125,3 +125,10 @@ def test_a_model_listed_twice_on_a_provider_gets_a_plain_words_message(admin_cli
     errors = re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', page, re.S)
     assert any("A model ID can be listed once per provider" in e for e in errors), errors
     assert not any("model_id" in e for e in errors), errors
+
+
+def test_a_usage_record_links_to_its_request_page_in_the_reports(admin_client):
+    record = UsageRecord.objects.create(request_id=world.unique("link"), created_at=timezone.now(),
+                                        endpoint="messages", provider="p", model="m", status=200)
+    page = admin_client.get(f"/admin/gateway/usagerecord/{record.id}/change/").content.decode()
+    assert f'href="/reports/requests/{record.request_id}/"' in page
