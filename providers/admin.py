@@ -13,9 +13,7 @@ DESTINATION = ("type", "base_url", "region")
 
 # Human labels where the field name makes a poor one ("Api key", "Ca bundle").
 PROVIDER_LABELS = {
-    "base_url": "Base URL", "api_key": "API key", "clear_api_key": "Clear the stored API key",
-    "aws_access_key_id": "AWS access key ID", "aws_secret_access_key": "AWS secret access key",
-    "clear_aws_secret_access_key": "Clear the stored AWS secret", "aws_profile": "AWS profile",
+    "base_url": "Base URL", "aws_access_key_id": "AWS access key ID", "aws_profile": "AWS profile",
     "region": "AWS region", "api_version": "API version", "wire_api": "Wire API",
     "extra_headers": "Extra headers", "connect_timeout": "Connect timeout (s)",
     "first_token_timeout": "First token timeout (s)", "total_timeout": "Total timeout (s)",
@@ -40,23 +38,18 @@ class ProviderForm(forms.ModelForm):
     """Secrets are write-only: never rendered back; leaving the field empty keeps
     the stored value, ticking `clear_…` removes it."""
 
-    api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+    api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), label="API key",
                               help_text="Write-only. Leave empty to keep the stored key.")
     aws_secret_access_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                                            label="AWS secret access key",
                                             help_text="Write-only. Leave empty to keep the stored secret.")
-    clear_api_key = forms.BooleanField(required=False)
-    clear_aws_secret_access_key = forms.BooleanField(required=False)
+    clear_api_key = forms.BooleanField(required=False, label="Clear the stored API key")
+    clear_aws_secret_access_key = forms.BooleanField(required=False, label="Clear the stored AWS secret")
 
     class Meta:
         model = Provider
         fields = "__all__"
-        labels = {k: v for k, v in PROVIDER_LABELS.items() if not k.startswith("clear_")}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in ("clear_api_key", "clear_aws_secret_access_key", "api_key", "aws_secret_access_key"):
-            if name in self.fields:
-                self.fields[name].label = PROVIDER_LABELS[name]
+        labels = PROVIDER_LABELS
 
     def clean_extra_headers(self):
         """The config file's rules (providers/schema.py): header names to strings."""
@@ -124,18 +117,17 @@ class ProviderAdmin(admin.ModelAdmin):
     search_fields = ("name", "base_url", "default_model")
     inlines = [ProviderModelInline]
     actions = ["sync_models"]
-    T = ProviderType
     fieldsets = (
         (None, {"fields": ("name", "type", "base_url", "default_model", "enabled")}),
         ("API key", {"fields": ("api_key", "clear_api_key"),
-                     "classes": only_for(T.OPENAI, T.ANTHROPIC, T.OLLAMA, T.OPENROUTER, T.AZURE)}),
+                     "classes": only_for(*(t for t in ProviderType if t != ProviderType.BEDROCK))}),
         ("AWS (Bedrock)", {"fields": ("region", "aws_access_key_id", "aws_secret_access_key",
                                       "clear_aws_secret_access_key", "aws_profile"),
-                           "classes": only_for(T.BEDROCK),
+                           "classes": only_for(ProviderType.BEDROCK),
                            "description": "Empty keys: the gateway's AWS environment (profile, role, "
                                           "instance credentials)."}),
-        ("Azure", {"fields": ("api_version",), "classes": only_for(T.AZURE)}),
-        ("OpenAI API", {"fields": ("wire_api",), "classes": only_for(T.OPENAI, T.AZURE)}),
+        ("Azure", {"fields": ("api_version",), "classes": only_for(ProviderType.AZURE)}),
+        ("OpenAI API", {"fields": ("wire_api",), "classes": only_for(ProviderType.OPENAI, ProviderType.AZURE)}),
         ("Behaviour", {"fields": ("extra_headers", "connect_timeout", "first_token_timeout", "total_timeout")}),
         ("Network", {"fields": ("proxy", "ca_bundle")}),
     )
