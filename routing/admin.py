@@ -35,6 +35,10 @@ class RouteAdmin(admin.ModelAdmin):
               "response_cache_max_entries")
     inlines = [RouteTargetInline, RouteRuleInline]
 
+    def get_form(self, request, obj=None, **kwargs):
+        labels = {"prompt_cache_ttl": "Prompt cache TTL", "response_cache_ttl": "Response cache TTL (s)"}
+        return super().get_form(request, obj, labels=labels, **kwargs)
+
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("targets__provider", "rules")
 

@@ -132,3 +132,15 @@ def test_a_usage_record_links_to_its_request_page_in_the_reports(admin_client):
                                         endpoint="messages", provider="p", model="m", status=200)
     page = admin_client.get(f"/admin/gateway/usagerecord/{record.id}/change/").content.decode()
     assert f'href="/reports/requests/{record.request_id}/"' in page
+
+
+def test_form_labels_are_in_words(admin_client):
+    route = world.route(world.unique("labels"), [])
+    page = admin_client.get(f"/admin/routing/route/{route.id}/change/").content.decode()
+    assert "Prompt cache TTL:" in page and "Response cache TTL (s):" in page and "cache ttl:" not in page
+    page = admin_client.get("/admin/providers/provider/add/").content.decode()
+    for label in ("API key", "Base URL", "AWS access key ID", "API version", "CA bundle", "Wire API"):
+        assert f">{label}:</label>" in page, label
+    assert "clear_api_key" not in page  # nothing stored to clear on an add form
+    page = admin_client.get("/admin/gateway/virtualkey/add/").content.decode()
+    assert ">RPM limit:</label>" in page and ">TPM limit:</label>" in page
