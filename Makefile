@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# The console of `make run`: one line per request (text), json, or none.
+LOG_FORMAT ?= text
 
 .PHONY: run test lint bench venv dev-venv clean agent-clis
 
@@ -23,7 +25,7 @@ dev-venv: $(VENV)/.dev-installed
 ## Set up and run the gateway on embedded defaults (SQLite, no Redis) with config.yaml or the demo config.
 run: venv
 	$(PY) manage.py bootstrap
-	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --log-format $(LOG_FORMAT)
 
 ## The real agent CLIs the matrix test runs (pinned in tests/agent_clis/package-lock.json), cached in
 ## .cache/agents; without node/npm the test skips with a message instead.

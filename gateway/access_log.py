@@ -6,15 +6,25 @@ latency, tokens and cost. Never the key itself (only its display prefix).
 GATEWAY_LOG_FORMAT (`serve --log-format`): `json` (one JSON object a line), `text`,
 or `none` (the default: nothing, no cost). Lines go to stderr through the
 `junction.access` logger, so a deployment can route them elsewhere in LOGGING.
+
+`text` is the console of `make run`: one line for every HTTP request (the admin's too,
+static files only when they fail), written by ConsoleLog around the ASGI app: time,
+method, path (never a key or a query string), status, latency, and for a proxied request
+the route, provider and model the gateway answered with in its x-gateway-* headers (no
+extra work on the hot path).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
+from datetime import datetime
 
 import orjson
+
+from .log_redaction import redact
 
 log = logging.getLogger("junction.access")
 
@@ -76,12 +86,71 @@ class AccessLog:
                      e["prompt_tokens"], e["completion_tokens"], e["cost_usd"])
 
 
-def install(gw, fmt: str) -> Callable[[], None] | None:
-    """Subscribe an access log of format `fmt` to gw.events; returns the unsubscribe."""
-    if fmt not in ("json", "text"):
-        return None
+def console_path(path: str) -> str:
+    """The request path as the console shows it: a key in the path (/k/<key>/…) cut to its
+    display prefix, as in every log line (gateway.log_redaction)."""
+    return redact(path) if path.startswith("/k/") else path
+
+
+STATIC = "/static/"
+_HEADERS = {b"x-gateway-route": "route", b"x-gateway-provider": "provider", b"x-gateway-model": "model"}
+
+
+class ConsoleLog:
+    """One text line per HTTP request, written when the response has ended:
+    `19:20:01.123 POST /v1/messages 200 412 ms route=default provider=local-fast model=qwen3`."""
+
+    async def __call__(self, app, scope, receive, send) -> None:
+        started = time.perf_counter()
+        seen = {"status": 0}
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for name, value in message.get("headers") or ():
+                    field = _HEADERS.get(name.lower() if isinstance(name, bytes) else name.lower().encode())
+                    if field:
+                        seen[field] = value.decode("latin-1") if isinstance(value, bytes) else value
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        finally:
+            # The admin's CSS, scripts and icons (a dozen per page) only when they fail.
+            if seen["status"] >= 400 or not scope.get("path", "").startswith(STATIC):
+                self.write(scope, seen, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def line(scope: dict, seen: dict, latency_ms: float) -> str:
+        status = seen["status"] or 499  # no response started: the client went away (or a crash)
+        parts = [datetime.now().strftime("%H:%M:%S.%f")[:-3], scope.get("method", "-"),
+                 console_path(scope.get("path", "")), str(status), f"{latency_ms:.0f} ms"]
+        parts += [f"{field}={seen[field]}" for field in ("route", "provider", "model") if seen.get(field)]
+        return " ".join(parts)
+
+    def write(self, scope: dict, seen: dict, latency_ms: float) -> None:
+        log.info(self.line(scope, seen, latency_ms))
+
+
+def _ready_logger() -> None:
     if not log.handlers:
         log.addHandler(_handler())
         log.propagate = False
     log.setLevel(logging.INFO)
-    return gw.events.subscribe(AccessLog(gw.snapshots, fmt))
+
+
+def install(gw, fmt: str) -> Callable[[], None] | None:
+    """Start the access log of format `fmt`: `json` subscribes to gw.events, `text` sets
+    gw.console (gateway.asgi wraps every HTTP request in it). Returns the uninstall."""
+    if fmt == "json":
+        _ready_logger()
+        return gw.events.subscribe(AccessLog(gw.snapshots, fmt))
+    if fmt == "text":
+        _ready_logger()
+        gw.console = ConsoleLog()
+
+        def uninstall() -> None:
+            gw.console = None
+
+        return uninstall
+    return None

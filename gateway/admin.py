@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.functional import cached_property
 
 from routing.admin import RouteAdmin as RoutingRouteAdmin
@@ -19,6 +20,9 @@ admin.site.site_header = "Junction"
 admin.site.site_title = "Junction"
 admin.site.index_title = "Gateway administration"
 admin.site.index_template = "admin/junction_index.html"
+# The app list is on the index; without the sidebar the usage list and the provider-models
+# table fit a 1400 px window without scrolling sideways.
+admin.site.enable_nav_sidebar = False
 
 
 class VirtualKeyForm(forms.ModelForm):
@@ -26,6 +30,8 @@ class VirtualKeyForm(forms.ModelForm):
         model = VirtualKey
         fields = ("name", "user", "allowed_routes", "rpm_limit", "tpm_limit", "require_prices", "expires_at",
                   "revoked_at")
+        labels = {"rpm_limit": "RPM limit", "tpm_limit": "TPM limit",
+                  "require_prices": "Require known prices"}
 
 
 @admin.register(VirtualKey)
@@ -36,6 +42,10 @@ class VirtualKeyAdmin(admin.ModelAdmin):
     search_fields = ("prefix", "name", "user__username")
     filter_horizontal = ("allowed_routes",)
     actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is not None else [f for f in fields if f != "revoked_at"]  # a new key is live
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -55,7 +65,7 @@ class VirtualKeyAdmin(admin.ModelAdmin):
 
         return TemplateResponse(request, "admin/gateway/new_key.html", {
             **self.admin_site.each_context(request), "key": obj, "plaintext": plaintext,
-            "snippets": agent_snippets(gateway_url(request), plaintext), "title": "New key"})
+            "snippets": agent_snippets(gateway_url(request), plaintext), "title": f"New key for {obj.user}"})
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
@@ -131,9 +141,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "user", "key_prefix", "provider", "model", "status", "tokens", "cost",
+    list_display = ("created", "user", "key_prefix", "provider", "model", "status", "tokens", "cost",
                     "latency")
-    list_display_links = ("created_at",)
+    list_display_links = ("created",)
     list_select_related = ("user", "key")  # no query per row
     list_filter = (StatusFilter, ProviderFilter, RouteFilter, "price_source", "usage_estimated")
     search_fields = ("=request_id", "=session_id", "=user__username")  # exact: index lookups, no LIKE scans
@@ -153,6 +163,10 @@ class UsageRecordAdmin(ReadOnlyAdmin):
                                       f"price and are booked at $0: {models}. Set their prices on the "
                                       "provider's models.")
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="time", ordering="created_at")
+    def created(self, obj):
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")  # one short line
 
     @admin.display(description="key")
     def key_prefix(self, obj):
@@ -190,6 +204,9 @@ class BudgetAdmin(admin.ModelAdmin):
     list_display = ("__str__", "user", "key", "team", "amount_usd", "period", "hard", "spent_now")
     list_filter = ("period", "hard")
     search_fields = ("user__username", "key__prefix", "key__name", "team__name")
+
+    def get_form(self, request, obj=None, **kwargs):
+        return super().get_form(request, obj, labels={"amount_usd": "Amount (USD)"}, **kwargs)
 
     @admin.display(description="spent this period (USD)")
     def spent_now(self, obj):

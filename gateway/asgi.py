@@ -40,6 +40,13 @@ def build_application(gw: Gateway, websockets: bool = True):
     websocket_app = live_websockets(gw) if websockets else None
 
     async def http_app(scope, receive, send):
+        console = gw.console  # the text access log (gateway.access_log): None unless enabled
+        if console is None:
+            await serve_http(scope, receive, send)
+        else:
+            await console(serve_http, scope, receive, send)
+
+    async def serve_http(scope, receive, send):
         path = scope["path"]
         if proxy.handles(path):
             if not gw.running:

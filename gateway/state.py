@@ -81,6 +81,7 @@ class Gateway:
         self.draining = False
         self.expired = False
         self._access_log: Callable[[], None] | None = None
+        self.console = None  # the text access log around every HTTP request (gateway.access_log)
         self.recorder.listeners += [self.observe, self.events.publish]
         self.events.subscribe(self.live.publish)  # a flag test while no one watches
 

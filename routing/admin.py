@@ -35,6 +35,10 @@ class RouteAdmin(admin.ModelAdmin):
               "response_cache_max_entries")
     inlines = [RouteTargetInline, RouteRuleInline]
 
+    def get_form(self, request, obj=None, **kwargs):
+        labels = {"prompt_cache_ttl": "Prompt cache TTL", "response_cache_ttl": "Response cache TTL (s)"}
+        return super().get_form(request, obj, labels=labels, **kwargs)
+
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("targets__provider", "rules")
 
@@ -67,6 +71,9 @@ class ProviderHealthAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # rows are written by the health check task
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a view page without save buttons (deleting a row only resets it)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):

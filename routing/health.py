@@ -244,8 +244,10 @@ def check_providers(provider_ids: list[int] | None = None, *, kind: str | None =
             results = list(pool.map(lambda pr: _send(pr[0], pr[1], client), zip(providers, requests)))
     changes = {}
     for provider, result in zip(providers, results):
-        changes[provider.name] = record_probe(provider, result)
-        if result.ok is False:
-            log.warning("provider %s is down: %s", provider.name, result.error)
+        old, new = changes[provider.name] = record_probe(provider, result)
+        if old != new:  # once per change, not on every check (every 30 s) while it stays down
+            detail = f": {result.error}" if result.error and new != "unknown" else ""
+            level = logging.WARNING if new in ("down", "degraded") else logging.INFO
+            log.log(level, "provider %s is %s (was %s)%s", provider.name, new, old, detail)
     close_old_connections()
     return changes

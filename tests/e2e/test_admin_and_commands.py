@@ -246,3 +246,31 @@ def test_the_admin_pages_get_their_stylesheets(gateway):
     assert login.status_code == 200 and "/static/admin/css/base.css" in login.text
     css = httpx.get(gateway.url + "/static/admin/css/base.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+def test_bootstrap_never_brings_back_the_demo_key_or_config_an_admin_removed():
+    """`make run` after the admin revoked the demo key, then deleted it and every provider:
+    no new demo key, no demo config (the first run is remembered in the data dir)."""
+    data = tempfile.mkdtemp(prefix="junction-boot-")
+    env = {**os.environ, **SERVER_ENV, "GATEWAY_DATA_DIR": data, "DATABASE_URL": f"sqlite:///{data}/db.sqlite3"}
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("OPENAI_API_KEY", None)
+
+    def manage(*args):
+        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    first = manage("bootstrap", "--config", f"{data}/none.yaml")
+    demo_key = first.split("Demo virtual key (shown once): ")[1].split()[0]
+    manage("revoke_key", demo_key)
+    after_revoke = manage("bootstrap", "--config", f"{data}/none.yaml")
+    assert "jk-" not in after_revoke and "never again" in after_revoke
+    manage("shell", "-c", "from gateway.models import VirtualKey; from providers.models import Provider; "
+                          "VirtualKey.objects.all().delete(); Provider.objects.all().delete()")
+    after_delete = manage("bootstrap", "--config", f"{data}/none.yaml")
+    assert "jk-" not in after_delete and "demo config" not in after_delete
+    counts = manage("shell", "-c", "from gateway.models import VirtualKey; from providers.models import Provider; "
+                                   "print(VirtualKey.objects.count(), Provider.objects.count())")
+    assert counts.split()[-2:] == ["0", "0"]

@@ -106,3 +106,41 @@ def test_no_favicon_404(gateway):
 
     response = httpx.get(gateway.url + "/favicon.ico", follow_redirects=True)
     assert response.status_code == 200 and "svg" in response.headers["content-type"]
+
+
+def test_a_model_listed_twice_on_a_provider_gets_a_plain_words_message(admin_client):
+    blank = ("base_url", "default_model", "api_key", "region", "aws_access_key_id", "aws_secret_access_key",
+             "aws_profile", "api_version", "proxy", "ca_bundle")
+    data = {**dict.fromkeys(blank, ""), "name": world.unique("dup"), "type": "openai", "enabled": "on",
+            "wire_api": "auto", "extra_headers": "{}", "connect_timeout": "5", "first_token_timeout": "60",
+            "total_timeout": "600",
+            "models-TOTAL_FORMS": "2", "models-INITIAL_FORMS": "0", "models-MIN_NUM_FORMS": "0",
+            "models-MAX_NUM_FORMS": "1000"}
+    for i in range(2):
+        data.update({f"models-{i}-model_id": "gpt-5", f"models-{i}-input_price": "1",
+                     f"models-{i}-output_price": "2", f"models-{i}-enabled": "on"})
+    page = admin_client.post("/admin/providers/provider/add/", data).content.decode()
+    import re
+
+    errors = re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', page, re.S)
+    assert any("A model ID can be listed once per provider" in e for e in errors), errors
+    assert not any("model_id" in e for e in errors), errors
+
+
+def test_a_usage_record_links_to_its_request_page_in_the_reports(admin_client):
+    record = UsageRecord.objects.create(request_id=world.unique("link"), created_at=timezone.now(),
+                                        endpoint="messages", provider="p", model="m", status=200)
+    page = admin_client.get(f"/admin/gateway/usagerecord/{record.id}/change/").content.decode()
+    assert f'href="/reports/requests/{record.request_id}/"' in page
+
+
+def test_form_labels_are_in_words(admin_client):
+    route = world.route(world.unique("labels"), [])
+    page = admin_client.get(f"/admin/routing/route/{route.id}/change/").content.decode()
+    assert "Prompt cache TTL:" in page and "Response cache TTL (s):" in page and "cache ttl:" not in page
+    page = admin_client.get("/admin/providers/provider/add/").content.decode()
+    for label in ("API key", "Base URL", "AWS access key ID", "API version", "CA bundle", "Wire API"):
+        assert f">{label}:</label>" in page, label
+    assert "clear_api_key" not in page  # nothing stored to clear on an add form
+    page = admin_client.get("/admin/gateway/virtualkey/add/").content.decode()
+    assert ">RPM limit:</label>" in page and ">TPM limit:</label>" in page

@@ -187,6 +187,21 @@ class TestRecording:
         assert health.check_providers([p.id])[p.name] == ("down", "degraded")  # error rate 0.4
         assert row(p).last_error == ""
 
+    def test_a_provider_that_stays_down_is_logged_once_and_its_recovery_once(self, fake_openai, caplog):
+        p = world.provider(closed_port_url())
+        with caplog.at_level("INFO", logger="junction.health"):
+            for _ in range(3):  # the beat checks every 30 s: one line, not one per check
+                health.check_providers([p.id])
+            p.base_url = fake_openai.url + "/v1"
+            p.save()
+            health.check_providers([p.id])
+            health.check_providers([p.id])
+        lines = [r.getMessage() for r in caplog.records if r.name == "junction.health" and p.name in r.getMessage()]
+        assert len(lines) == 2, lines
+        assert lines[0].startswith(f"provider {p.name} is down (was unknown): ConnectError")
+        assert lines[1].startswith(f"provider {p.name} is ")  # degraded while the error rate decays
+        assert "(was down)" in lines[1]
+
     def test_disabled_providers_are_not_probed(self, fake_openai):
         on = world.provider(fake_openai.url + "/v1")
         off = world.provider(fake_openai.url + "/v1", enabled=False)

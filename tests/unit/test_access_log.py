@@ -58,3 +58,76 @@ def test_text_format_and_unknown_keys():
 def test_none_installs_nothing():
     gw = SimpleNamespace(events=EventPublisher(), snapshots=SimpleNamespace(current=snapshot()))
     assert install(gw, "none") is None and not gw.events.listeners
+
+
+def test_the_console_writes_one_line_per_request_with_route_provider_and_no_key(caplog):
+    import asyncio
+
+    from gateway.access_log import ConsoleLog
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"x-gateway-route", b"fast"),
+            (b"x-gateway-provider", b"openai"), (b"x-gateway-model", b"gpt-5")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": f"/k/{SECRET}/v1/chat/completions",
+             "query_string": b"key=" + SECRET.encode()}
+    logger = logging.getLogger("junction.access")
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        asyncio.run(ConsoleLog()(app, scope, None, send))
+    finally:
+        logger.removeHandler(caplog.handler)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "junction.access"]
+    assert len(sent) == 2 and SECRET not in line
+    assert f" POST /k/{SECRET[:10]}…/v1/chat/completions 200 " in line
+    assert line.endswith(" ms route=fast provider=openai model=gpt-5")
+
+
+def test_the_console_line_of_a_request_that_never_answered_says_499():
+    from gateway.access_log import ConsoleLog
+
+    line = ConsoleLog.line({"method": "GET", "path": "/admin/"}, {"status": 0}, 12.4)
+    assert line.endswith(" GET /admin/ 499 12 ms")
+
+
+def test_text_installs_the_console_not_an_event_listener():
+    gw = SimpleNamespace(events=EventPublisher(), snapshots=SimpleNamespace(current=snapshot()), console=None)
+    uninstall = install(gw, "text")
+    assert gw.console is not None and not gw.events.listeners
+    uninstall()
+    assert gw.console is None
+
+
+def test_the_console_leaves_out_static_files_unless_they_fail(caplog):
+    import asyncio
+
+    from gateway.access_log import ConsoleLog
+
+    def app(status):
+        async def serve(scope, receive, send):
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        return serve
+
+    async def send(message):
+        pass
+
+    logger = logging.getLogger("junction.access")
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for path, status in (("/static/admin/base.css", 200), ("/static/missing.css", 404), ("/admin/", 200)):
+            scope = {"type": "http", "method": "GET", "path": path}
+            asyncio.run(ConsoleLog()(app(status), scope, None, send))
+    finally:
+        logger.removeHandler(caplog.handler)
+    lines = [r.getMessage().split(" ", 1)[1] for r in caplog.records if r.name == "junction.access"]
+    assert [line.rsplit(" ", 2)[0] for line in lines] == ["GET /static/missing.css 404", "GET /admin/ 200"]

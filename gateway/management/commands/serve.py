@@ -141,7 +141,9 @@ class Command(BaseCommand):
             children.append(Child(f"worker {i + 1}", daphne, (fd,)))
         if not no_celery:
             # `--beat` in this one Celery process: exactly one beat per host.
-            children.append(Child("celery", [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--beat",
+            # `--quiet`: no start-up banner in the console (`make run` shows one line per request).
+            children.append(Child("celery", [sys.executable, "-m", "celery", "--quiet", "-A", "gateway", "worker",
+                                             "--beat",
                                              "--loglevel", "WARNING", "--concurrency", "1", "--pool", "solo"]))
         signals = 0
 
