@@ -5,11 +5,10 @@ from .discovery import DiscoveryError
 from .models import Provider, ProviderModel, ProviderType
 from .services import provider_models_sync
 
-SECRETS = ("api_key", "aws_secret_access_key")
 # Where a stored secret is sent: changing one of these without supplying the secrets
-# again clears them (else a staff user with only change_provider could point the
-# provider at a server of theirs and receive the stored key with the next request).
-DESTINATION = ("type", "base_url", "region")
+# again clears them (Provider.DESTINATION_FIELDS says why; the config import does the same).
+SECRETS = Provider.SECRET_FIELDS
+DESTINATION = Provider.DESTINATION_FIELDS
 
 # Human labels where the field name makes a poor one ("Api key", "Ca bundle").
 PROVIDER_LABELS = {

@@ -266,3 +266,12 @@ class TestConfigImportClearsMovedSecrets:
         assert Provider.objects.get(name="moving").api_key == "sk-stays" and "secrets cleared" not in counts
         self.load(base_url="http://127.0.0.1:8/v1", api_key="sk-new")
         assert Provider.objects.get(name="moving").api_key == "sk-new"
+
+
+def test_a_new_proxy_in_the_admin_without_the_secret_clears_it_too(editor):
+    """A proxy (with a CA bundle of the proxy's) sees the key as well as a new base URL would."""
+    p = world.provider("http://127.0.0.1:9/v1", api_key="sk-not-via-a-proxy")
+    r = editor.post(f"/admin/providers/provider/{p.id}/change/", _form(p, proxy="http://127.0.0.1:3128"))
+    assert r.status_code == 302, r.content[:2000]
+    p.refresh_from_db()
+    assert p.proxy == "http://127.0.0.1:3128" and p.api_key == ""
