@@ -141,6 +141,7 @@ CELERY_BEAT_SCHEDULE = {
     "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 60.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
     "usage-retention": {"task": "gateway.retention.delete_old_usage", "schedule": 3600.0},
+    "stored-responses-expiry": {"task": "gateway.retention.delete_expired_stored_responses", "schedule": 600.0},
 }
 
 # --- Gateway
@@ -161,6 +162,9 @@ GATEWAY_BUDGET_REFRESH_SECONDS = env.float("GATEWAY_BUDGET_REFRESH_SECONDS", def
 GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 # Without a token /metrics answers loopback clients only; true serves it to anyone.
 GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
+# Set by `manage.py serve` for its workers: with more than one and no REDIS_URL they share
+# circuit breakers through a file in the data dir (gateway.host_circuits).
+GATEWAY_WORKERS = env.int("GATEWAY_WORKERS", default=1)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
 # Usage records held in memory for the writer; beyond this they are read back from the journal.

@@ -5,8 +5,7 @@ that accepted it, and the request id's prefix names the worker, so "seen by one 
 then asked of the other" is deterministic.
 
 Scenarios that need shared state not built yet are marked xfail (strict: remove the mark
-when the sharing lands): without Redis, RPM windows, circuits and stored Responses
-conversations are per worker (issue 14: database/data-dir sharing)."""
+when the sharing lands): without Redis, RPM windows are per worker."""
 
 from __future__ import annotations
 
@@ -135,8 +134,9 @@ def test_serve_starts_n_workers_on_one_socket_and_says_what_is_shared(served):
     assert f"listening on {server.url}" in logs
     if workers == 2:
         assert "Per worker: RPM/TPM windows" in logs
-        if not redis:
-            assert "circuit breakers, stored Responses conversations" in logs.split("Per worker:")[1]
+        shared, per_worker = logs.split("Per worker:")
+        for what in ("circuit breakers", "stored Responses conversations"):
+            assert what in shared and what not in per_worker
 
 
 def test_a_budget_spent_through_one_worker_is_refused_by_the_other(served, fake_openai):
@@ -167,7 +167,6 @@ def test_an_rpm_limit_counts_the_requests_of_every_worker(served, fake_openai, r
 
 def test_a_circuit_opened_by_failures_seen_by_one_worker_is_open_in_the_other(served, fake_openai, request):
     workers, redis, server, a, b = served
-    needs(workers == 2 and not redis, "circuits are per worker without Redis (issue 14, not built)", request)
     key = world.alice_key()
     broken = world.provider(fake_openai.url + "/v1")
     healthy = world.provider(fake_openai.url + "/v1")
@@ -185,9 +184,6 @@ def test_a_circuit_opened_by_failures_seen_by_one_worker_is_open_in_the_other(se
 
 def test_a_response_stored_through_one_worker_continues_on_the_other(served, fake_openai, request):
     workers, redis, server, a, b = served
-    needs(workers == 2 and not redis,
-          "Responses conversations live in the per-process cache without Redis (hardening branch / issue 14)",
-          request)
     upstream = world.provider(fake_openai.url + "/v1")
     key = world.alice_key()
     time.sleep(0.5)

@@ -43,10 +43,10 @@ def sharing_note(workers: int) -> str:
         return (f"{workers} workers. Shared through Redis and the database: config version, circuit breakers, "
                 f"budgets (spend re-read from the database), stored Responses conversations (cache). "
                 f"Per worker: RPM/TPM windows.")
-    return (f"{workers} workers without REDIS_URL. Shared: config version (data dir), usage and budgets "
-            f"(database; spend re-read every {settings.GATEWAY_BUDGET_REFRESH_SECONDS:g} s). "
-            f"Per worker: RPM/TPM windows, circuit breakers, stored Responses conversations "
-            f"(set REDIS_URL to share them).")
+    return (f"{workers} workers without REDIS_URL. Shared: config version and circuit breakers (data dir, "
+            f"synced every {settings.GATEWAY_CLUSTER_SYNC_SECONDS:g} s), usage, budgets and stored Responses "
+            f"conversations (database; spend re-read every {settings.GATEWAY_BUDGET_REFRESH_SECONDS:g} s). "
+            f"Per worker: RPM/TPM windows (set REDIS_URL to share them).")
 
 
 def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -129,6 +129,7 @@ class Command(BaseCommand):
             sockets.append(listening_socket(host, port, reuse_port))
         if log_format:
             os.environ["GATEWAY_LOG_FORMAT"] = log_format  # inherited by the workers
+        os.environ["GATEWAY_WORKERS"] = str(workers)  # several, no Redis: they share circuits via the data dir
         children = []
         for i in range(workers):
             fd = sockets[i % len(sockets)].fileno()
