@@ -81,7 +81,8 @@ def delete_old_usage() -> int:
     return delete_old_usage_rows()
 
 
-def delete_expired_responses(*, batch: int = BATCH, max_batches: int = MAX_BATCHES, now: datetime | None = None) -> int:
+def delete_expired_responses(*, batch: int = BATCH, max_batches: int = MAX_BATCHES,
+                             now: datetime | None = None) -> int:
     """Delete StoredResponse rows past their expiry, `batch` at a time; returns the number deleted."""
     from .models import StoredResponse
 

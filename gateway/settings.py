@@ -141,7 +141,8 @@ CELERY_BEAT_SCHEDULE = {
     "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 60.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
     "usage-retention": {"task": "gateway.retention.delete_old_usage", "schedule": 3600.0},
-    "stored-responses-expiry": {"task": "gateway.retention.delete_expired_stored_responses", "schedule": 600.0},
+    "stored-responses-expiry": {"task": "gateway.retention.delete_expired_stored_responses",
+                                "schedule": 600.0},
 }
 
 # --- Gateway

@@ -166,7 +166,7 @@ def test_a_clean_exit_leaves_no_log_behind(make_recorder):
     assert stored(row["request_id"]) == 1 and list((r.data_dir / WAL_DIR).iterdir()) == []
 
 
-def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_them(make_recorder):
+def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_them():
     """_write prepares parameters itself (no Django field machinery): what the ORM reads back
     equals what bulk_create would have stored: aware datetimes, decimals, JSON with non-ASCII
     text and non-string keys, None, and the model's defaults for fields a record lacks."""
@@ -174,7 +174,6 @@ def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_th
 
     from django.utils import timezone as dj_timezone
 
-    r = make_recorder()
     at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)
     full = fields(created_at=at, cost_usd=0.00012345, saved_usd=1.5, ttft_ms=12.5,
                   candidates=["p/m", "é/模型"], attempt_chain=[{"provider": "p", "status": 200, "ms": 1.25}],
