@@ -398,7 +398,7 @@ class UsageRecorder:
                 self._log.remove()
 
 
-PLAIN, DATETIME, DECIMAL, JSON = range(4)
+DATETIME, DECIMAL, JSON = range(1, 4)  # the column kinds _Insert converts
 
 
 class _Insert:
