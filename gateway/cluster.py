@@ -1,13 +1,15 @@
-"""State shared by the gateway processes of a scaled deployment (REDIS_URL set):
+"""State shared by the gateway processes of a scaled deployment:
 
 - circuit breakers: a circuit one process opens is open in every process within a
   sync interval (and closed again everywhere when a probe succeeds somewhere);
-- the config version: an admin save on any host reaches every process, also those
-  that do not share the data directory's version file.
+  through Redis when REDIS_URL is set, else, for the workers of one `serve` on one
+  host (GATEWAY_WORKERS > 1), through a file in the data dir (gateway.host_circuits);
+- the config version (Redis only): an admin save on any host reaches every process,
+  also those that do not share the data directory's version file.
 
 Nothing here is on the request path: a background task per process pushes local
 circuit transitions and pulls the shared state every GATEWAY_CLUSTER_SYNC_SECONDS;
-the hot path only reads what it left in memory. Without REDIS_URL it never starts.
+the hot path only reads what it left in memory. A lone process without Redis starts none.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from django.conf import settings
 
 from providers.config_version import VERSION_KEY
 from routing.stats import OPEN, RuntimeStats
+
+from .host_circuits import HostCircuits
 
 log = logging.getLogger("junction.cluster")
 
@@ -35,10 +39,17 @@ class Cluster:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        if self._task is None and settings.REDIS_URL:
-            self.stats.listener = self.circuit_changed
-            # A fresh context: the loop must not inherit the caller's state.
-            self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+        if self._task is not None:
+            return
+        if settings.REDIS_URL:
+            run = self._run()
+        elif settings.GATEWAY_WORKERS > 1:
+            run = self._run_host(HostCircuits(settings.DATA_DIR / "cluster"))
+        else:
+            return
+        self.stats.listener = self.circuit_changed
+        # A fresh context: the loop must not inherit the caller's state.
+        self._task = asyncio.get_running_loop().create_task(run, context=contextvars.Context())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -59,6 +70,17 @@ class Cluster:
                 await self.sync(client)
             except Exception as exc:  # Redis down: keep serving on local state
                 log.warning("cluster sync failed: %s", type(exc).__name__)
+            await asyncio.sleep(settings.GATEWAY_CLUSTER_SYNC_SECONDS)
+
+    async def _run_host(self, store: HostCircuits) -> None:
+        while True:
+            outbox, self._outbox = self._outbox, {}
+            try:
+                self.stats.apply_remote(await asyncio.to_thread(store.sync, outbox))
+            except Exception as exc:  # the data dir unwritable: keep serving on local state
+                log.warning("host circuit sync failed: %s", exc)
+                for target, until in outbox.items():  # retried at the next sync
+                    self._outbox.setdefault(target, until)
             await asyncio.sleep(settings.GATEWAY_CLUSTER_SYNC_SECONDS)
 
     async def sync(self, client) -> None:

@@ -240,3 +240,16 @@ class ResponseCacheEntry(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["route", "created_at"])]
+
+
+class StoredResponse(models.Model):
+    """A stored Responses API answer (`store`, `previous_response_id`), when REDIS_URL is unset
+    (gateway/proxy/conversations.py): shared by every worker, expired rows deleted by a beat task
+    (gateway.retention). Only its owner's keys may read it."""
+
+    id = models.CharField(max_length=200, primary_key=True, help_text="The response id the client saw.")
+    user_id = models.PositiveIntegerField(help_text="Owner: any key of this user may continue it.")
+    key_id = models.PositiveIntegerField(null=True, help_text="The key that created it.")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    payload = models.TextField(help_text="JSON: the input answered and the response (orjson, read as text).")

@@ -1,4 +1,7 @@
-"""UsageRecord retention: rows older than GATEWAY_USAGE_RETENTION_DAYS are deleted by
+"""Retention. Expired stored Responses conversations (StoredResponse, the conversation store
+without Redis) are deleted by a beat task in small batches (reads ignore them already).
+
+UsageRecord retention: rows older than GATEWAY_USAGE_RETENTION_DAYS are deleted by
 a beat task (hourly), in small batches, once the DailyUsage rollup covers their day.
 
 "Covers" is checked, not assumed: a day's rows go only when the day is older than both
@@ -76,3 +79,27 @@ def delete_old_usage_rows(days: int | None = None, *, batch: int = BATCH, max_ba
 @shared_task
 def delete_old_usage() -> int:
     return delete_old_usage_rows()
+
+
+def delete_expired_responses(*, batch: int = BATCH, max_batches: int = MAX_BATCHES,
+                             now: datetime | None = None) -> int:
+    """Delete StoredResponse rows past their expiry, `batch` at a time; returns the number deleted."""
+    from .models import StoredResponse
+
+    now = now or timezone.now()
+    deleted = 0
+    for _ in range(max_batches):
+        ids = list(StoredResponse.objects.filter(expires_at__lte=now).order_by("expires_at")
+                   .values_list("id", flat=True)[:batch])
+        if not ids:
+            break
+        with transaction.atomic():
+            deleted += StoredResponse.objects.filter(id__in=ids).delete()[0]
+    if deleted:
+        log.info("stored responses: deleted %d expired", deleted)
+    return deleted
+
+
+@shared_task
+def delete_expired_stored_responses() -> int:
+    return delete_expired_responses()

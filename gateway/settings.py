@@ -141,6 +141,8 @@ CELERY_BEAT_SCHEDULE = {
     "usage-rollup": {"task": "gateway.tasks.rollup_usage", "schedule": 60.0},
     "provider-health": {"task": "routing.tasks.check_provider_health", "schedule": 30.0},
     "usage-retention": {"task": "gateway.retention.delete_old_usage", "schedule": 3600.0},
+    "stored-responses-expiry": {"task": "gateway.retention.delete_expired_stored_responses",
+                                "schedule": 600.0},
 }
 
 # --- Gateway
@@ -162,7 +164,8 @@ GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 # Without a token /metrics answers loopback clients only; true serves it to anyone.
 GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
 # Set by `manage.py serve` for its workers: with more than one and no REDIS_URL they share
-# RPM/TPM windows through a file in the data dir (gateway.host_windows).
+# RPM/TPM windows (gateway.host_windows) and circuit breakers (gateway.host_circuits) through
+# files in the data dir.
 GATEWAY_WORKERS = env.int("GATEWAY_WORKERS", default=1)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import logging
+import operator
 import os
 import queue
 import secrets
@@ -32,6 +33,8 @@ import threading
 import time
 from collections import deque
 from datetime import datetime
+from datetime import timezone as dt_timezone
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -384,36 +387,22 @@ class UsageRecorder:
 
     @staticmethod
     def _write(batch: list[dict]) -> None:
-        """One executemany INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL):
-        the ORM's bulk_create costs more CPU per row (README, Performance), and this
-        thread shares the GIL with the event loop."""
-        from django.db import close_old_connections, connection, transaction
+        """One executemany INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL), rows
+        prepared by `_Insert` without Django's per-field machinery: this thread shares the
+        GIL with the event loop, and every microsecond per row here is a pause of a request
+        (README, Performance). The writer keeps its connection between flushes (reconnecting
+        costs more than a flush of a few rows); one that failed is closed and reopened."""
+        from django.db import connection, transaction
 
-        from .models import UsageRecord
-
-        # Every column, whatever the batch's rows carry: a journal written by an older version
-        # lacks newer fields, which take the model's default.
-        fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
-        defaults = {f.attname: f.get_default() for f in fields}
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        sql = (f"INSERT INTO {connection.ops.quote_name(UsageRecord._meta.db_table)} ({columns}) "
-               f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING")
-        # Only fields whose Python value is not already what the driver takes need the
-        # field's own preparation (datetimes, decimals, JSON); the rest pass as they are.
-        prepared = [(f.attname, f) for f in fields
-                    if f.get_internal_type() in ("DateTimeField", "DecimalField", "JSONField")]
-        rows = []
-        for row in batch:
-            values = sanitise(row)  # may be `row` itself: never mutated (a retry needs it as it was)
-            if len(values) < len(fields):
-                values = {**defaults, **values}
-            prepped = {name: field.get_db_prep_save(values[name], connection) for name, field in prepared}
-            rows.append([prepped[f.attname] if f.attname in prepped else values[f.attname] for f in fields])
+        insert = _Insert.for_connection(connection)
+        rows = [insert.row(sanitise(row)) for row in batch]  # sanitise never mutates `row`
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.executemany(sql, rows)
-        finally:
-            close_old_connections()
+                cursor.executemany(insert.sql, rows)
+        except Exception as exc:
+            if _unreachable(exc):
+                connection.close()
+            raise
 
     def close(self) -> None:
         self._stop.set()
@@ -423,6 +412,66 @@ class UsageRecorder:
             self.flush()  # what the database does not take stays in the journal for the next start
             if not self._pending:
                 self._log.remove()
+
+
+DATETIME, DECIMAL, JSON = range(1, 4)  # the column kinds _Insert converts
+
+
+class _Insert:
+    """The INSERT statement for UsageRecord and how to turn a record's fields into its
+    parameters, built once per database vendor. Only datetimes, decimals and JSON need
+    converting, and the same way Django's fields do it: datetimes as they are for PostgreSQL
+    and as naive UTC text for SQLite; decimals as Decimal; JSON as text (orjson), cast to
+    jsonb on PostgreSQL (JSON `null` for None: the columns are NOT NULL)."""
+
+    _cache: dict[str, _Insert] = {}
+
+    def __init__(self, connection) -> None:
+        from .models import UsageRecord
+
+        # Every column, whatever the rows carry: a journal written by an older version lacks
+        # newer fields, which take the model's default.
+        fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+        self.names = [f.attname for f in fields]
+        self.defaults = {f.attname: f.get_default() for f in fields}
+        self.values = operator.itemgetter(*self.names)
+        postgres = connection.vendor == "postgresql"
+        kinds = {"DateTimeField": DATETIME, "DecimalField": DECIMAL, "JSONField": JSON}
+        self.convert = [(i, kinds[f.get_internal_type()]) for i, f in enumerate(fields)
+                        if f.get_internal_type() in kinds]
+        self.naive_utc_text = not postgres
+        placeholders = ", ".join("%s::jsonb" if postgres and f.get_internal_type() == "JSONField" else "%s"
+                                 for f in fields)
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        self.sql = (f"INSERT INTO {connection.ops.quote_name(UsageRecord._meta.db_table)} ({columns}) "
+                    f"VALUES ({placeholders}) ON CONFLICT DO NOTHING")
+
+    @classmethod
+    def for_connection(cls, connection) -> _Insert:
+        insert = cls._cache.get(connection.vendor)
+        if insert is None:
+            insert = cls._cache[connection.vendor] = cls(connection)
+        return insert
+
+    def row(self, fields: dict) -> list:
+        try:
+            values = list(self.values(fields))
+        except KeyError:
+            values = list(self.values({**self.defaults, **fields}))
+        for i, kind in self.convert:
+            value = values[i]
+            if kind == JSON:
+                values[i] = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+            elif value is None:
+                continue
+            elif kind == DATETIME:
+                if self.naive_utc_text:
+                    if value.tzinfo is not None:
+                        value = value.astimezone(dt_timezone.utc).replace(tzinfo=None)
+                    values[i] = str(value)
+            elif value.__class__ is not Decimal:
+                values[i] = Decimal(repr(value) if value.__class__ is float else str(value))
+        return values
 
 
 def _unreachable(exc: Exception) -> bool:

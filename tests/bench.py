@@ -197,6 +197,9 @@ async def main(args) -> None:
 
         direct_h = {"content-type": "application/json", "authorization": "Bearer sk-x"}
         gw_h = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+        if args.rss:
+            await memory(args, *gateways[clients[0]], gw_h, tmp / "bench.sqlite3")
+            return
         tok = "mock:tokens=50"
         results: dict[str, list[dict]] = {"direct": []}
         for name in clients:
@@ -237,6 +240,60 @@ async def main(args) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) MiB of a process."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                  if ":" in line)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def usage_rows(database: Path) -> tuple[int, int]:
+    import sqlite3
+
+    with sqlite3.connect(database, timeout=30) as db:
+        return db.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM gateway_usagerecord").fetchone()
+
+
+async def memory(args, url: str, pid: int, headers: dict, database: Path) -> None:
+    """`--rss N`: N requests (one in ten a 50-token stream) at c=16 through one gateway process,
+    its resident memory every N/10 requests, then the usage rows: exactly one per request."""
+    plain = json.dumps(dict(BODY, model="fake")).encode()
+    streamed = json.dumps(dict(BODY, model="fake/mock:tokens=50", stream=True)).encode()
+    rows_before, distinct_before = usage_rows(database)
+    sent = failed = 0
+    step = max(1, args.rss // 10)
+    print(f"{'requests':>9} | RSS MiB | peak MiB | s")
+    print(f"{0:>9} | {rss_mib(pid)[0]:>7.1f} | {rss_mib(pid)[1]:>8.1f} | 0")
+    start = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as session:
+        while sent < args.rss:
+            target = min(args.rss, sent + step)
+
+            async def worker():
+                nonlocal sent, failed
+                while sent < target:
+                    sent += 1
+                    stream = sent % 10 == 0
+                    try:
+                        await one(session, url + "/v1/chat/completions", streamed if stream else plain, headers,
+                                  stream)
+                    except Exception:
+                        failed += 1
+
+            await asyncio.gather(*(worker() for _ in range(16)))
+            resident, peak = rss_mib(pid)
+            print(f"{sent:>9} | {resident:>7.1f} | {peak:>8.1f} | {time.perf_counter() - start:.0f}", flush=True)
+    deadline = time.time() + 60
+    rows = distinct = 0
+    while time.time() < deadline:  # the writer flushes every GATEWAY_USAGE_FLUSH_SECONDS
+        rows, distinct = usage_rows(database)
+        if rows - rows_before >= sent:
+            break
+        await asyncio.sleep(0.5)
+    print(f"requests sent {sent} (failed {failed}); usage rows added {rows - rows_before}, "
+          f"distinct request ids {distinct - distinct_before}")
 
 
 def report(results: dict[str, list[dict]], clients: list[str]) -> None:
@@ -356,4 +413,7 @@ if __name__ == "__main__":
                         help="also compare `serve --workers 1` with `--workers N` (throughput, latency, ratio)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections for the workers comparison")
     parser.add_argument("--cache", action="store_true", help="add the response-cache hit rows")
+    parser.add_argument("--rss", type=int, default=0, metavar="N",
+                        help="instead of the figures: the gateway's resident memory over N requests and "
+                             "its usage rows (exactly one per request)")
     asyncio.run(main(parser.parse_args()))

@@ -200,3 +200,34 @@ def test_budget_spend_counts_every_record_once_whatever_the_flush_timing(make_re
     r.flush()
     limits._reseed(*reversed(r.consistent(_database_spend)))
     assert limits.spent(budget, time.time()) == 0.875
+
+
+def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_them():
+    """_write prepares parameters itself (no Django field machinery): what the ORM reads back
+    equals what bulk_create would have stored: aware datetimes, decimals, JSON with non-ASCII
+    text and non-string keys, None, and the model's defaults for fields a record lacks."""
+    from decimal import Decimal
+
+    from django.utils import timezone as dj_timezone
+
+    at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)
+    full = fields(created_at=at, cost_usd=0.00012345, saved_usd=1.5, ttft_ms=12.5,
+                  candidates=["p/m", "é/模型"], attempt_chain=[{"provider": "p", "status": 200, "ms": 1.25}],
+                  dropped_tools=[{1: "x"}], cache_hit=True, price_source="admin")
+    old = fields(created_at=at.astimezone(dj_timezone.get_fixed_timezone(120)))  # another offset
+    for name in ("dropped_tools", "cache_hit", "saved_usd", "price_source"):
+        old.pop(name, None)  # a journal line from before these columns
+    UsageRecorder._write([full, old])
+    a = UsageRecord.objects.get(request_id=full["request_id"])
+    assert a.created_at == at and a.cost_usd == Decimal("0.00012345") and a.saved_usd == Decimal("1.5")
+    assert a.ttft_ms == 12.5 and a.candidates == ["p/m", "é/模型"] and a.cache_hit is True
+    assert a.attempt_chain == [{"provider": "p", "status": 200, "ms": 1.25}]
+    assert a.dropped_tools == [{"1": "x"}] and a.price_source == "admin"
+    b = UsageRecord.objects.get(request_id=old["request_id"])
+    assert b.created_at == at and b.dropped_tools == [] and b.cache_hit is False and b.saved_usd == 0
+    assert b.ttft_ms is None
+    # Filtering on the datetime column works on the stored text (same format as Django's).
+    assert UsageRecord.objects.filter(request_id=full["request_id"], created_at__gte=at,
+                                      created_at__lt=at.replace(microsecond=891012)).exists()
+    UsageRecorder._write([full])  # a replay: ON CONFLICT DO NOTHING
+    assert stored(full["request_id"]) == 1

@@ -4,10 +4,9 @@ Redis. Each scenario holds two keep-alive clients: a connection stays with the w
 that accepted it, and the request id's prefix names the worker, so "seen by one worker,
 then asked of the other" is deterministic.
 
-Scenarios that need shared state not built yet are marked xfail (strict: remove the mark
-when the sharing lands): without Redis, circuits and stored Responses conversations are
-per worker (issue 14: database/data-dir sharing). RPM/TPM windows are shared: through
-Redis, else through a file in the data dir (gateway.host_windows)."""
+Every scenario runs on one worker and on two, without and with Redis: the state they
+need is shared (RPM/TPM windows and circuits through the data dir or Redis, budgets and
+stored Responses conversations through the database or Redis)."""
 
 from __future__ import annotations
 
@@ -124,20 +123,15 @@ def chat(client: httpx.Client, key: str, model: str) -> httpx.Response:
                        headers={"authorization": f"Bearer {key}"})
 
 
-def needs(condition: bool, reason: str, request) -> None:
-    if condition:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-
-
 def test_serve_starts_n_workers_on_one_socket_and_says_what_is_shared(served):
     workers, redis, server, a, b = served
     assert len(server.workers()) == workers
     logs = server.logs()
     assert f"listening on {server.url}" in logs
     if workers == 2:
-        assert "RPM/TPM windows" in logs.split("Per worker")[0]
-        if not redis:
-            assert "circuit breakers, stored Responses conversations" in logs.split("Per worker:")[1]
+        shared, per_worker = logs.split("Per worker:")
+        for what in ("circuit breakers", "stored Responses conversations", "RPM/TPM windows"):
+            assert what in shared and what not in per_worker
 
 
 def test_a_budget_spent_through_one_worker_is_refused_by_the_other(served, fake_openai):
@@ -213,7 +207,6 @@ def test_a_users_limits_count_the_requests_and_tokens_of_all_their_keys_on_every
 
 def test_a_circuit_opened_by_failures_seen_by_one_worker_is_open_in_the_other(served, fake_openai, request):
     workers, redis, server, a, b = served
-    needs(workers == 2 and not redis, "circuits are per worker without Redis (issue 14, not built)", request)
     key = world.alice_key()
     broken = world.provider(fake_openai.url + "/v1")
     healthy = world.provider(fake_openai.url + "/v1")
@@ -231,9 +224,6 @@ def test_a_circuit_opened_by_failures_seen_by_one_worker_is_open_in_the_other(se
 
 def test_a_response_stored_through_one_worker_continues_on_the_other(served, fake_openai, request):
     workers, redis, server, a, b = served
-    needs(workers == 2 and not redis,
-          "Responses conversations live in the per-process cache without Redis (hardening branch / issue 14)",
-          request)
     upstream = world.provider(fake_openai.url + "/v1")
     key = world.alice_key()
     time.sleep(0.5)

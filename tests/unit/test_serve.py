@@ -32,12 +32,15 @@ def test_the_start_up_note_says_what_is_not_shared_without_redis():
     with override_settings(REDIS_URL=""):
         note = sharing_note(2)
         shared, per_worker = note.split("Per worker")
-        assert "config version" in shared and "budgets" in shared and "RPM/TPM windows (data dir)" in shared
-        assert "circuit breakers, stored Responses conversations" in per_worker
-        assert "RPM/TPM" not in per_worker
+        assert per_worker.startswith(": the last prompt of each session")
+        for what in ("config version", "circuit breakers", "budgets", "RPM/TPM windows",
+                     "stored Responses conversations"):
+            assert what in shared and what not in per_worker
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         note = sharing_note(2)
-        assert "circuit breakers" in note and "RPM/TPM windows" in note and "Per worker" not in note
+        shared, per_worker = note.split("Per worker")
+        assert "circuit breakers" in shared and "RPM/TPM windows" in shared
+        assert per_worker.startswith(": the last prompt of each session")
     assert sharing_note(1) == "1 worker."
 
 

@@ -35,6 +35,11 @@ def default_workers() -> int:
     return (os.cpu_count() or 1) if scaled_profile() else 1
 
 
+# Worker-local on purpose: hints that only cost a cache miss when another worker serves the turn.
+PER_WORKER = ("Per worker: the last prompt of each session (where prompt-cache breakpoints go) and the "
+              "response cache's in-process tier (at most GATEWAY_RESPONSE_CACHE_LOCAL_TTL s stale).")
+
+
 def sharing_note(workers: int) -> str:
     """What N workers on this host share, and what they do not (README, Deployment)."""
     if workers == 1:
@@ -42,11 +47,11 @@ def sharing_note(workers: int) -> str:
     if settings.REDIS_URL:
         return (f"{workers} workers. Shared through Redis and the database: config version, circuit breakers, "
                 f"budgets (spend re-read from the database), RPM/TPM windows, stored Responses conversations "
-                f"(cache).")
-    return (f"{workers} workers without REDIS_URL. Shared: config version and RPM/TPM windows (data dir), "
-            f"usage and budgets (database; spend re-read every {settings.GATEWAY_BUDGET_REFRESH_SECONDS:g} s). "
-            f"Per worker: circuit breakers, stored Responses conversations "
-            f"(set REDIS_URL to share them).")
+                f"(Redis). {PER_WORKER}")
+    return (f"{workers} workers without REDIS_URL. Shared: config version, circuit breakers and RPM/TPM "
+            f"windows (data dir; circuits synced every {settings.GATEWAY_CLUSTER_SYNC_SECONDS:g} s), usage, "
+            f"budgets and stored Responses conversations (database; spend re-read every "
+            f"{settings.GATEWAY_BUDGET_REFRESH_SECONDS:g} s). {PER_WORKER}")
 
 
 def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -129,7 +134,8 @@ class Command(BaseCommand):
             sockets.append(listening_socket(host, port, reuse_port))
         if log_format:
             os.environ["GATEWAY_LOG_FORMAT"] = log_format  # inherited by the workers
-        os.environ["GATEWAY_WORKERS"] = str(workers)  # they share RPM/TPM windows when several (no Redis)
+        # Several, no Redis: they share RPM/TPM windows and circuits through the data dir.
+        os.environ["GATEWAY_WORKERS"] = str(workers)
         children = []
         for i in range(workers):
             fd = sockets[i % len(sockets)].fileno()
