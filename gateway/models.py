@@ -120,6 +120,10 @@ class UsageRecord(models.Model):
                                                              "no upstream call, cost 0.")
     saved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0,
                                     help_text="A cache hit: what the cached answer cost when it was fetched.")
+    cache_saved_usd = models.DecimalField(
+        max_digits=14, decimal_places=8, default=0,
+        help_text="Provider-side prompt caching: the input's cost at the uncached input price minus its "
+                  "cost with cache reads and writes (negative: cache writes cost more than they saved).")
 
     class Meta:
         ordering = ["-created_at"]
@@ -134,17 +138,9 @@ class UsageRecord(models.Model):
         return f"{self.request_id} {self.status}"
 
 
-class _Rollup(models.Model):
-    """Measures shared by the hourly and daily rollups. One row per bucket × user × key ×
-    route × provider × model × status; count_tokens estimates are left out (not requests)."""
+class _Measures(models.Model):
+    """The measures every rollup table carries (gateway.rollups.MEASURES)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="+")
-    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    route = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=100, blank=True)
-    model = models.CharField(max_length=200, blank=True)
-    status = models.PositiveSmallIntegerField(default=200)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     fallbacks = models.PositiveIntegerField(default=0, help_text="Served by another target than the first.")
@@ -156,6 +152,33 @@ class _Rollup(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     latency_ms = models.FloatField(default=0, help_text="Sum; divide by requests for the mean.")
+    cache_hits = models.PositiveIntegerField(default=0, help_text="Answered from the response cache.")
+    saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0,
+                                    help_text="Saved by response-cache hits.")
+    cache_saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0,
+                                          help_text="Saved by provider-side prompt caching.")
+
+    class Meta:
+        abstract = True
+
+
+class _Target(models.Model):
+    route = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField(default=200)
+
+    class Meta:
+        abstract = True
+
+
+class _Rollup(_Target, _Measures):
+    """Measures shared by the hourly and daily rollups. One row per bucket × user × key ×
+    route × provider × model × status; count_tokens estimates are left out (not requests)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         abstract = True
@@ -183,6 +206,29 @@ class DailyUsage(_Rollup):
         indexes = [models.Index(fields=["day", "user"])]
 
 
+class DailyTargetUsage(_Target, _Measures):
+    """DailyUsage without user and key: per day × route × provider × model × status (a few
+    dozen rows a day). Long-range reports without a user, team or key filter read it."""
+
+    day = models.DateField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
+class DailyPeopleUsage(_Measures):
+    """DailyUsage without route, provider, model and status: per day × user × key. Long-range
+    people tables and budgets without a route, provider, model or status filter read it."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
 class SessionUsage(models.Model):
     """One agent session's totals per day (top sessions without scanning raw rows)."""
 
@@ -194,7 +240,11 @@ class SessionUsage(models.Model):
     requests = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cache_saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     first_at = models.DateTimeField()
     last_at = models.DateTimeField()
 

@@ -1,8 +1,9 @@
 """Usage rollups that keep reports fast at millions of rows.
 
 HourlyUsage holds complete hours, DailyUsage complete days (summed from the hours),
-SessionUsage one row per session and day. `RollupState("usage").through` is the hour
-up to which they are built: reports read DailyUsage for whole days before it,
+SessionUsage one row per session and day; DailyTargetUsage and DailyPeopleUsage hold
+the days with fewer dimensions (a few dozen and a few hundred rows a day) for long
+ranges. `RollupState("usage").through` is the hour up to which they are built: reports read DailyUsage for whole days before it,
 HourlyUsage for the hours of its day, and raw UsageRecords from it on.
 
 `rollup_usage()` runs every minute (Celery beat). Each hour and each day is rebuilt in
@@ -21,7 +22,15 @@ from django.db.models import Count, F, FloatField, Max, Min, Q, Sum
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from .models import DailyUsage, HourlyUsage, RollupState, SessionUsage, UsageRecord
+from .models import (
+    DailyPeopleUsage,
+    DailyTargetUsage,
+    DailyUsage,
+    HourlyUsage,
+    RollupState,
+    SessionUsage,
+    UsageRecord,
+)
 
 HOUR = timedelta(hours=1)
 DIMENSIONS = ("user_id", "key_id", "route", "provider", "model", "status")
@@ -32,7 +41,14 @@ TOKEN_FIELDS = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
-MEASURES = ("requests", "errors", "fallbacks", "retries", *TOKEN_FIELDS, "cost_usd", "latency_ms")
+MONEY = ("cost_usd", "saved_usd", "cache_saved_usd")
+MEASURES = (
+    "requests", "errors", "fallbacks", "retries", *TOKEN_FIELDS, "cost_usd", "latency_ms",
+    "cache_hits", "saved_usd", "cache_saved_usd",
+)
+# Coarser daily tables, summed from the day's DailyUsage rows: long-range reports read the
+# smallest table holding every dimension they group or filter by (gateway.reports.queries).
+COARSE = {DailyTargetUsage: ("route", "provider", "model", "status"), DailyPeopleUsage: ("user_id", "key_id")}
 
 # count_tokens answered by the gateway itself: an estimate, neither a request nor spend.
 ESTIMATE = Q(provider="junction", model="o200k-estimate")
@@ -57,6 +73,9 @@ def raw_measures() -> dict:
         **{name: Sum(name) for name in TOKEN_FIELDS},
         "cost_usd": Sum("cost_usd", output_field=FloatField()),  # no Decimal per row: reports sum floats
         "latency_ms": Sum("latency_ms"),
+        "cache_hits": Count("id", filter=Q(cache_hit=True)),
+        "saved_usd": Sum("saved_usd", output_field=FloatField()),
+        "cache_saved_usd": Sum("cache_saved_usd", output_field=FloatField()),
     }
 
 
@@ -68,7 +87,7 @@ def with_first_attempt(queryset):
 
 def rollup_measures() -> dict:
     return {
-        name: Sum(name, output_field=FloatField()) if name == "cost_usd" else Sum(name) for name in MEASURES
+        name: Sum(name, output_field=FloatField()) if name in MONEY else Sum(name) for name in MEASURES
     }
 
 
@@ -119,23 +138,46 @@ def _rebuild_day(day) -> None:
             requests=Count("id"),
             prompt_tokens=Sum("prompt_tokens"),
             completion_tokens=Sum("completion_tokens"),
+            cached_tokens=Sum("cached_tokens"),
             cost_usd=Sum("cost_usd"),
+            cache_hits=Count("id", filter=Q(cache_hit=True)),
+            saved_usd=Sum("saved_usd"),
+            cache_saved_usd=Sum("cache_saved_usd"),
             first_at=Min("created_at"),
             last_at=Max("created_at"),
         )
         .order_by()
     )
+    rows = [_clean(row) for row in rows]
     with transaction.atomic():
         DailyUsage.objects.filter(day=day).delete()
-        DailyUsage.objects.bulk_create([DailyUsage(day=day, **_clean(row)) for row in rows], batch_size=500)
+        DailyUsage.objects.bulk_create([DailyUsage(day=day, **row) for row in rows], batch_size=500)
+        for model, dims in COARSE.items():
+            model.objects.filter(day=day).delete()
+            model.objects.bulk_create(
+                [model(day=day, **row) for row in _coarsen(rows, dims)], batch_size=500
+            )
     with transaction.atomic():
         SessionUsage.objects.filter(day=day).delete()
         SessionUsage.objects.bulk_create([SessionUsage(day=day, **row) for row in sessions], batch_size=500)
 
 
 def _exact(measures: dict) -> dict:
-    """Rollups store the exact decimal cost (reports read it as a float)."""
-    return {**measures, "cost_usd": Sum("cost_usd")}
+    """Rollups store exact decimal money (reports read it as a float)."""
+    return {**measures, **{name: Sum(name) for name in MONEY}}
+
+
+def _coarsen(rows: list[dict], dims: tuple[str, ...]) -> list[dict]:
+    """The day's rows summed over fewer dimensions (in Python: a day is ~1,000 rows)."""
+    out: dict[tuple, dict] = {}
+    for row in rows:
+        ident = tuple(row[d] for d in dims)
+        into = out.get(ident)
+        if into is None:
+            out[ident] = into = {**{d: row[d] for d in dims}, **{m: 0 for m in MEASURES}}
+        for m in MEASURES:
+            into[m] += row[m]
+    return list(out.values())
 
 
 def _clean(row: dict) -> dict:

@@ -58,8 +58,22 @@ class Filters:
             q &= Q(status=int(self.status))
         return q
 
+    def dimensions(self) -> set[str]:
+        """The rollup dimensions these filters read."""
+        names = {"user_id"} if self.user or self.team else set()
+        names |= {"key_id"} if self.key else set()
+        return names | {name for name in ("route", "provider", "model", "status") if getattr(self, name)}
 
-def _parts(f: Filters, bucket: str | None):
+
+def daily_table(dims: set[str]):
+    """The smallest daily rollup holding every dimension in `dims`."""
+    for model, has in rollups.COARSE.items():
+        if dims <= set(has):
+            return model
+    return DailyUsage
+
+
+def _parts(f: Filters, bucket: str | None, group: tuple[str, ...] = ()):
     """(model, time field, lower, upper) segments covering [start, end)."""
     through = rollups.watermark() or f.start
     rolled_end = min(f.end, through)
@@ -69,7 +83,7 @@ def _parts(f: Filters, bucket: str | None):
         first_day = (start + DAY - timedelta(microseconds=1)).date() if start.hour else start.date()
         last_day = rolled_end.date()  # exclusive: days before the one `rolled_end` falls in are whole
         if bucket != "hour" and first_day < last_day:
-            parts.append((DailyUsage, "day", first_day, last_day))
+            parts.append((daily_table(set(group) | f.dimensions()), "day", first_day, last_day))
             day_lo, day_hi = rollups.day_start(first_day), rollups.day_start(last_day)
             if start < day_lo:
                 parts.append((HourlyUsage, "hour", start, day_lo))
@@ -85,7 +99,7 @@ def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None
     """Sums of every measure grouped by `group` (rollup dimension names: user_id, key_id,
     route, provider, model, status) and optionally by "hour" or "day" (key `bucket`)."""
     merged: dict[tuple, dict] = {}
-    for model, time_field, lo, hi in _parts(f, bucket):
+    for model, time_field, lo, hi in _parts(f, bucket, group):
         if lo >= hi:
             continue
         qs = model.objects.filter(**{f"{time_field}__gte": lo, f"{time_field}__lt": hi}).filter(f.q())
@@ -124,8 +138,8 @@ def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None
                 into[m] += row[m] or 0
     rows = list(merged.values())
     for row in rows:
-        row["cost_usd"] = float(row["cost_usd"])
-        row["latency_ms"] = float(row["latency_ms"])
+        for name in (*rollups.MONEY, "latency_ms"):
+            row[name] = float(row[name])
     return rows
 
 
@@ -137,7 +151,7 @@ def _bucket_key(value):
 
 def totals(f: Filters) -> dict:
     rows = aggregate(f)
-    return rows[0] if rows else {m: 0 for m in MEASURES} | {"cost_usd": 0.0, "latency_ms": 0.0}
+    return rows[0] if rows else {m: 0 for m in MEASURES} | {m: 0.0 for m in (*rollups.MONEY, "latency_ms")}
 
 
 def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
@@ -153,6 +167,9 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
     last_day = min(f.end, through).date()
     merged: dict[str, dict] = {}
 
+    counts = ("requests", "prompt_tokens", "cached_tokens", "cache_hits")
+    money = rollups.MONEY
+
     def add(rows):
         for row in rows:
             into = merged.setdefault(
@@ -160,25 +177,31 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
                 {
                     "session_id": row["session_id"],
                     "user_id": row["user_id"],
-                    "requests": 0,
-                    "cost_usd": 0.0,
+                    **{name: 0 for name in counts},
+                    **{name: 0.0 for name in money},
                     "last_at": row["last_at"],
                 },
             )
-            into["requests"] += row["requests"]
-            into["cost_usd"] += float(row["cost_usd"] or 0)
+            for name in counts:
+                into[name] += row[name] or 0
+            for name in money:
+                into[name] += float(row[name] or 0)
             into["last_at"] = max(into["last_at"], row["last_at"])
 
+    as_float = {name: Sum(name, output_field=FloatField()) for name in money}
     raw_sum = dict(
         user_id=Max("user_id"),
         requests=Count("id"),
-        cost_usd=Sum("cost_usd", output_field=FloatField()),
+        prompt_tokens=Sum("prompt_tokens"),
+        cached_tokens=Sum("cached_tokens"),
+        cache_hits=Count("id", filter=Q(cache_hit=True)),
+        **as_float,
         last_at=Max("created_at"),
     )
     day_sum = dict(
         user_id=Max("user_id"),
-        requests=Sum("requests"),
-        cost_usd=Sum("cost_usd", output_field=FloatField()),
+        **{name: Sum(name) for name in counts},
+        **as_float,
         last_at=Max("last_at"),
     )
     edges = [(f.start, f.end)]

@@ -48,9 +48,9 @@ class Names:
     def user(self, user_id) -> str:
         return self.users.get(user_id, "-") if user_id else "(no user)"
 
-    def team(self, user_id) -> str:
-        teams = self.teams.get(user_id) or []
-        return teams[0] if teams else "(no team)"  # a user in several teams counts for the first
+    def teams_of(self, user_id) -> list[str]:
+        """Every team of a user: a user in several teams counts in each of them."""
+        return self.teams.get(user_id) or ["(no team)"]
 
     def key(self, key_id) -> str:
         return self.keys.get(key_id, ("-", None))[0] if key_id else "(no key)"
@@ -76,12 +76,19 @@ def _regroup(rows, names: tuple[str, ...]) -> list[dict]:
 
 
 def _rates(row: dict) -> dict:
+    """Rates of a table row (a session row has no errors, fallbacks or latency)."""
     requests = row["requests"] or 0
+    prompt = row.get("prompt_tokens") or 0
+    share = lambda name: 100 * (row.get(name) or 0) / requests if requests else 0  # noqa: E731
     return {
         **row,
-        "error_rate": 100 * row["errors"] / requests if requests else 0,
-        "fallback_rate": 100 * row["fallbacks"] / requests if requests else 0,
-        "mean_latency": row["latency_ms"] / requests if requests else 0,
+        "error_rate": share("errors"),
+        "fallback_rate": share("fallbacks"),
+        "mean_latency": (row.get("latency_ms") or 0) / requests if requests else 0,
+        # Response cache: requests the gateway answered itself; prompt cache: the provider's
+        # cache-read share of the input tokens.
+        "hit_rate": share("cache_hits"),
+        "prompt_cache_rate": 100 * (row.get("cached_tokens") or 0) / prompt if prompt else 0,
     }
 
 
@@ -93,10 +100,11 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
     """Everything on the overview page, as plain data (the JSON API returns it too).
     `top` cuts the top-N tables (None: every row, for the CSV exports)."""
     bucket = "hour" if f.end - f.start <= timedelta(days=2, minutes=1) else "day"
-    # One pass for the people and the targets tables (each key uses a few models).
-    cells = aggregate(f, ("user_id", "key_id", "provider", "model"))
-    people = _regroup(cells, ("user_id", "key_id"))
-    targets = _regroup(cells, ("provider", "model"))
+    # People and targets apart: each reads its own small rollup (queries.daily_table).
+    people = aggregate(f, ("user_id", "key_id"))
+    routed = aggregate(f, ("route", "provider", "model"))
+    targets = _regroup(routed, ("provider", "model"))
+    routes = _regroup(routed, ("route",))
     series_rows = aggregate(f, (STACKS[stack],), bucket)
     breakdown_rows = (
         aggregate(f, (BREAKDOWNS[by],) if BREAKDOWNS.get(by) else (), "day" if by == "day" else None)
@@ -129,12 +137,12 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         )
         _sum([row], into)
 
-    label = {"user": names.user, "team": names.team}.get(stack, lambda v: v or "-")
+    labels = {"user": lambda v: [names.user(v)], "team": names.teams_of}.get(stack, lambda v: [v or "-"])
     series: dict = {}
     for row in series_rows:
-        name = label(row[STACKS[stack]])
-        series.setdefault(name, {}).setdefault(row["bucket"], 0.0)
-        series[name][row["bucket"]] += row["cost_usd"]
+        for name in labels(row[STACKS[stack]]):  # a user in several teams: in each team's band
+            series.setdefault(name, {}).setdefault(row["bucket"], 0.0)
+            series[name][row["bucket"]] += row["cost_usd"]
     ranked = sorted(series, key=lambda n: -sum(series[n].values()))
     if len(ranked) > MAX_SERIES:  # the long tail in one band
         other = {}
@@ -153,8 +161,11 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
     for row in breakdown_rows:
         if by == "day":
             name = str(row["bucket"])
-        elif by in ("user", "team"):
-            name = (names.user if by == "user" else names.team)(row["user_id"])
+        elif by == "user":
+            name = names.user(row["user_id"])
+        elif by == "team":  # a user in several teams counts in each
+            breakdown += [{**row, "name": team} for team in names.teams_of(row["user_id"])]
+            continue
         elif by == "key":
             name = names.key(row["key_id"])
         else:
@@ -165,7 +176,9 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         for row in breakdown:
             into = merged.setdefault(row["name"], {"name": row["name"], **{m: 0 for m in rollups.MEASURES}})
             _sum([row], into)
-        breakdown = list(merged.values())
+        breakdown = [_rates(r) for r in merged.values()]
+    else:
+        breakdown = [_rates(r) for r in breakdown]
     breakdown.sort(
         key=(lambda r: r["name"]) if by == "day" else (lambda r: -r["cost_usd"]), reverse=by == "day"
     )
@@ -184,8 +197,11 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         "users": sorted(users.values(), key=by_cost)[:top],
         "keys": sorted(keys, key=by_cost)[:top],
         "models": [_rates(r) for r in sorted(targets, key=by_cost)[:top]],
+        "routes": [_rates(r) for r in sorted(routes, key=lambda r: (-r["requests"], r["route"]))],
         "providers": [_rates(r) for r in sorted(providers.values(), key=by_cost)],
-        "sessions": [{**s, "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 1000)],
+        "sessions": [
+            {**_rates(s), "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 1000)
+        ],
         "budgets": budget_burn(now()),
         "unpriced": unpriced_usage(since=f.start, until=f.end),
         "breakdown": breakdown,
@@ -210,6 +226,14 @@ def _buckets(f: Filters, bucket: str) -> list:
 
 def _label(value, bucket: str) -> str:
     return value.strftime("%m-%d %H:00") if bucket == "hour" else value.isoformat()
+
+
+CACHE_COLUMNS = ["cache_hits", "hit_rate_pct", "saved_usd", "prompt_cache_read_pct", "prompt_cache_saved_usd"]
+
+
+def _cache_cells(r: dict) -> list:
+    return [r["cache_hits"], round(r["hit_rate"], 2), round(r["saved_usd"], 8),
+            round(r["prompt_cache_rate"], 2), round(r["cache_saved_usd"], 8)]
 
 
 EXPORTS = {
@@ -240,6 +264,7 @@ EXPORTS = {
             "prompt_tokens",
             "completion_tokens",
             "cost_usd",
+            *CACHE_COLUMNS,
         ],
         lambda r: [
             r["provider"],
@@ -250,6 +275,7 @@ EXPORTS = {
             r["prompt_tokens"],
             r["completion_tokens"],
             r["cost_usd"],
+            *_cache_cells(r),
         ],
     ),
     "providers": (
@@ -277,8 +303,13 @@ EXPORTS = {
         ],
     ),
     "sessions": (
-        ["session", "user", "requests", "cost_usd", "last_at"],
-        lambda r: [r["session_id"], r["user"], r["requests"], r["cost_usd"], r["last_at"].isoformat()],
+        ["session", "user", "requests", "cost_usd", *CACHE_COLUMNS, "last_at"],
+        lambda r: [r["session_id"], r["user"], r["requests"], r["cost_usd"], *_cache_cells(r),
+                   r["last_at"].isoformat()],
+    ),
+    "routes": (
+        ["route", "requests", "cost_usd", *CACHE_COLUMNS],
+        lambda r: [r["route"], r["requests"], r["cost_usd"], *_cache_cells(r)],
     ),
     "budgets": (
         ["owner", "period", "spent_usd", "limit_usd", "percent", "projected_usd"],
@@ -300,6 +331,9 @@ BREAKDOWN_COLUMNS = (
     "completion_tokens",
     "cached_tokens",
     "cost_usd",
+    "cache_hits",
+    "saved_usd",
+    "cache_saved_usd",
 )
 
 
