@@ -331,9 +331,6 @@ BREAKDOWN_COLUMNS = (
     "completion_tokens",
     "cached_tokens",
     "cost_usd",
-    "cache_hits",
-    "saved_usd",
-    "cache_saved_usd",
 )
 
 
