@@ -3,8 +3,9 @@
 HourlyUsage holds complete hours, DailyUsage complete days (summed from the hours),
 SessionUsage one row per session and day; DailyTargetUsage and DailyPeopleUsage hold
 the days with fewer dimensions (a few dozen and a few hundred rows a day) for long
-ranges. `RollupState("usage").through` is the hour up to which they are built: reports read DailyUsage for whole days before it,
-HourlyUsage for the hours of its day, and raw UsageRecords from it on.
+ranges. `RollupState("usage").through` is the hour up to which they are built: reports
+read the daily tables for whole days before it, HourlyUsage for the hours of its day,
+and raw UsageRecords from it on.
 
 `rollup_usage()` runs every minute (Celery beat). Each hour and each day is rebuilt in
 its own short transaction (delete + insert, so a re-run changes nothing): SQLite's

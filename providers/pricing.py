@@ -76,7 +76,8 @@ class Price:
         return (uncached * rates.input + cache_read_tokens * read + cache_write_tokens * write
                 + output_tokens * rates.output) / 1_000_000
 
-    def cache_saving(self, input_tokens: int, cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float:
+    def cache_saving(self, input_tokens: int, cache_read_tokens: int = 0,
+                     cache_write_tokens: int = 0) -> float:
         """What provider-side prompt caching saved on this input against the uncached input
         price: reads below it save, writes above it (Anthropic's 1.25x) cost; can be negative."""
         if not cache_read_tokens and not cache_write_tokens:
@@ -84,7 +85,8 @@ class Price:
         rates = self._rates(input_tokens)
         read = rates.cache_read if rates.cache_read is not None else rates.input
         write = rates.cache_write if rates.cache_write is not None else rates.input
-        return (cache_read_tokens * (rates.input - read) + cache_write_tokens * (rates.input - write)) / 1_000_000
+        return (cache_read_tokens * (rates.input - read)
+                + cache_write_tokens * (rates.input - write)) / 1_000_000
 
     def _rates(self, input_tokens: int) -> "Price | Tier":
         for tier in reversed(self.tiers):
