@@ -121,7 +121,10 @@ def _rebuild_hour(hour: datetime) -> None:
         )
 
 
-def _rebuild_day(day) -> None:
+def _rebuild_day(day, until: datetime, through: datetime | None = None) -> None:
+    """DailyUsage (and the coarse tables) from the day's hours; SessionUsage from its raw rows
+    before `until` (the new watermark: today's sessions so far, read by top sessions); the
+    watermark moves to `through` in SessionUsage's transaction (no moment counts a row twice)."""
     start = day_start(day)
     rows = (
         HourlyUsage.objects.filter(hour__gte=start, hour__lt=start + timedelta(days=1))
@@ -130,7 +133,7 @@ def _rebuild_day(day) -> None:
         .order_by()
     )
     sessions = (
-        billable(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1)))
+        billable(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=until))
         .exclude(session_id="")
         .values("session_id")
         .annotate(
@@ -158,9 +161,12 @@ def _rebuild_day(day) -> None:
             model.objects.bulk_create(
                 [model(day=day, **row) for row in _coarsen(rows, dims)], batch_size=500
             )
+    sessions = [SessionUsage(day=day, **row) for row in sessions]  # read before the write lock
     with transaction.atomic():
         SessionUsage.objects.filter(day=day).delete()
-        SessionUsage.objects.bulk_create([SessionUsage(day=day, **row) for row in sessions], batch_size=500)
+        SessionUsage.objects.bulk_create(sessions, batch_size=500)
+        if through is not None:
+            RollupState.objects.filter(name="usage").update(through=through)
 
 
 def _exact(measures: dict) -> dict:
@@ -209,7 +215,5 @@ def rollup_usage(*, now: datetime | None = None, max_hours: int | None = None) -
         _rebuild_hour(hour)
         last_of_day = index == len(hours) - 1 or hours[index + 1].date() != hour.date()
         if last_of_day:
-            _rebuild_day(hour.date())
-            if hour + HOUR > through:
-                RollupState.objects.filter(name="usage").update(through=hour + HOUR)
+            _rebuild_day(hour.date(), hour + HOUR, hour + HOUR if hour + HOUR > through else None)
     return len(hours)

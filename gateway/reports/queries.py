@@ -204,11 +204,16 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
         **as_float,
         last_at=Max("last_at"),
     )
+    # SessionUsage of the watermark's own day holds its sessions up to the watermark: a range
+    # running to the watermark or past it reads that day from there too (not ~20 h of raw rows).
+    to_now = f.end >= through and first_day <= last_day
+    last_whole = last_day + DAY if to_now else last_day
     edges = [(f.start, f.end)]
     days = None
-    if first_day < last_day:
-        days = SessionUsage.objects.filter(day__gte=first_day, day__lt=last_day).filter(person.q())
-        edges = [(f.start, rollups.day_start(first_day)), (rollups.day_start(last_day), f.end)]
+    if first_day < last_whole:
+        days = SessionUsage.objects.filter(day__gte=first_day, day__lt=last_whole).filter(person.q())
+        edges = [(f.start, rollups.day_start(first_day)),
+                 (through if to_now else rollups.day_start(last_day), f.end)]
     edge_rows = []
     for lo, hi in edges:
         if lo < hi:
@@ -222,11 +227,12 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
             )
     add(edge_rows)
     if days is not None:
-        top_days = days.values("session_id").annotate(**day_sum).order_by("-cost_usd")[:limit]
-        add(top_days)
-        seen = {row["session_id"] for row in top_days}
-        edge_ids = list({row["session_id"] for row in edge_rows} - seen)
-        for start in range(0, len(edge_ids), 500):  # their whole-day part too
+        # The top by cost alone (one sum per session), then every measure of those and of
+        # the edges' sessions (their whole-day part too).
+        top = days.values("session_id").annotate(cost=Sum("cost_usd")).order_by("-cost")[:limit]
+        top_ids = [row["session_id"] for row in top]
+        edge_ids = list(set(top_ids) | {row["session_id"] for row in edge_rows})
+        for start in range(0, len(edge_ids), 500):
             add(
                 days.filter(session_id__in=edge_ids[start : start + 500])
                 .values("session_id")
