@@ -130,9 +130,12 @@ class UsageRecord(models.Model):
         # Who may see everyone's spend (reports, usage API): an explicit permission,
         # assignable to a group, not is_staff alone (a provider editor is staff too).
         permissions = [("view_spend", "Can view spend reports and the usage API")]
-        # The admin's list filters and the reports' raw tail: each filter with the time order.
+        # The admin's list filters and the reports' raw tail: each filter with the time order
+        # (a route or provider alone would let SQLite's planner scan all of its rows).
         indexes = [models.Index(fields=[name, "created_at"])
-                   for name in ("user", "key", "status", "model", "session_id")]
+                   for name in ("user", "key", "status", "model", "session_id")] + [
+            models.Index(fields=[name, "created_at"], name=f"gateway_usage_{name}_time")
+            for name in ("route", "provider")]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"

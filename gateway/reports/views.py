@@ -105,7 +105,7 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
     routed = aggregate(f, ("route", "provider", "model"))
     targets = _regroup(routed, ("provider", "model"))
     routes = _regroup(routed, ("route",))
-    series_rows = aggregate(f, (STACKS[stack],), bucket)
+    series_rows = aggregate(f, (STACKS[stack],), bucket, measures=("cost_usd",))  # the chart: cost only
     breakdown_rows = (
         aggregate(f, (BREAKDOWNS[by],) if BREAKDOWNS.get(by) else (), "day" if by == "day" else None)
         if by
