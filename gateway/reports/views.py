@@ -37,12 +37,17 @@ class Names:
 
     def __init__(self, user_ids=(), key_ids=()) -> None:
         user_ids, key_ids = {i for i in user_ids if i}, {i for i in key_ids if i}
-        users = get_user_model().objects.filter(id__in=user_ids).prefetch_related("groups")
-        self.users = {u.id: u.username for u in users}
-        self.teams = {u.id: sorted(g.name for g in u.groups.all()) for u in users}
+        # Tuples, not model instances: a few hundred users and keys per page.
+        User = get_user_model()
+        self.users = dict(User.objects.filter(id__in=user_ids).values_list("id", "username"))
+        self.teams: dict = {}
+        memberships = User.groups.through.objects.filter(user_id__in=user_ids).order_by("group__name")
+        for user_id, team in memberships.values_list("user_id", "group__name"):
+            self.teams.setdefault(user_id, []).append(team)
         self.keys = {
-            k.id: (f"{k.prefix}… {k.name}".strip(), k.user_id)
-            for k in VirtualKey.objects.filter(id__in=key_ids)
+            key_id: (f"{prefix}… {name}".strip(), user_id)
+            for key_id, prefix, name, user_id in VirtualKey.objects.filter(id__in=key_ids).values_list(
+                "id", "prefix", "name", "user_id")
         }
 
     def user(self, user_id) -> str:
