@@ -194,7 +194,9 @@ class HourlyUsage(_Rollup):
 
     class Meta:
         ordering = ["-hour"]
-        indexes = [models.Index(fields=["hour"])]
+        # The user with the time: a user or team filter (user IN …) reads only that range.
+        indexes = [models.Index(fields=["hour"]),
+                   models.Index(fields=["user", "hour"], name="gateway_hourly_user_hour")]
 
 
 class DailyUsage(_Rollup):
@@ -206,7 +208,8 @@ class DailyUsage(_Rollup):
 
     class Meta:
         ordering = ["-day"]
-        indexes = [models.Index(fields=["day", "user"])]
+        indexes = [models.Index(fields=["day", "user"]),
+                   models.Index(fields=["user", "day"], name="gateway_daily_user_day")]
 
 
 class DailyTargetUsage(_Target, _Measures):
@@ -229,7 +232,8 @@ class DailyPeopleUsage(_Measures):
     key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
-        indexes = [models.Index(fields=["day"])]
+        indexes = [models.Index(fields=["day"]),
+                   models.Index(fields=["user", "day"], name="gateway_people_user_day")]
 
 
 class SessionUsage(models.Model):
@@ -252,7 +256,8 @@ class SessionUsage(models.Model):
     last_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["day"])]
+        indexes = [models.Index(fields=["day"]),
+                   models.Index(fields=["user", "day"], name="gateway_session_user_day")]
 
 
 class RollupState(models.Model):
