@@ -247,3 +247,17 @@ def test_the_prompt_cache_saving_is_priced_against_the_uncached_input_price():
     assert tiered.cache_saving(300_000, 100_000) == pytest.approx(100_000 * 5.4 / 1e6)
     assert Price(1.0, 2.0).cache_saving(1000, 500) == 0.0  # no cache price: no discount
     assert Decimal(str(round(price.cache_saving(10_000, 8_000, 1_000), 8))) == Decimal("0.020850")
+
+
+def test_the_session_page_shows_its_cache_hits_and_savings(staff):
+    tag = world.unique("spage")
+    moment = now()
+    _record(tag, 1, moment - timedelta(minutes=5), route="r", model="m", session=f"{tag}-s", cached=400,
+            cache_saved="0.0012")
+    _record(tag, 2, moment - timedelta(minutes=4), route="r", model="m", session=f"{tag}-s", hit=True,
+            saved="0.25")
+    page = staff.get(f"/reports/sessions/{tag}-s/").content.decode()
+    # 400 of 1,000 input tokens read from the cache (the hit has no upstream tokens).
+    assert "1 response-cache hit (saved $0.2500)" in page
+    assert "prompt cache 40.0% of input tokens read from cache (saved $0.0012)" in page
+    assert "(response cache hit)" in page

@@ -512,10 +512,17 @@ def session_data(session_id: str, *, user_id: int | None = None) -> dict:
     if user_id is not None:
         rows = rows.filter(user_id=user_id)
     turns, running = [], 0.0
+    cache = {"hits": 0, "saved_usd": 0.0, "cache_saved_usd": 0.0, "cached_tokens": 0, "prompt_tokens": 0}
     for r in rows[:5000]:
         estimate = r.provider == "junction" and r.model == "o200k-estimate"
         running += 0 if estimate else float(r.cost_usd)
         turns.append({"r": r, "running": running, "estimate": estimate})
+        if not estimate:
+            cache["hits"] += r.cache_hit
+            cache["saved_usd"] += float(r.saved_usd)
+            cache["cache_saved_usd"] += float(r.cache_saved_usd)
+            cache["cached_tokens"] += r.cached_tokens
+            cache["prompt_tokens"] += r.prompt_tokens
     if not turns:
         raise Http404("no such session")
     return {
@@ -525,6 +532,8 @@ def session_data(session_id: str, *, user_id: int | None = None) -> dict:
         "first": turns[0]["r"],
         "last": turns[-1]["r"],
         "requests": sum(1 for t in turns if not t["estimate"]),
+        "cache": {**cache, "prompt_cache_rate": 100 * cache["cached_tokens"] / cache["prompt_tokens"]
+                  if cache["prompt_tokens"] else 0.0},
     }
 
 
