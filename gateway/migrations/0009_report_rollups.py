@@ -4,6 +4,28 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+TARGET = ("route", "provider", "model", "status")
+PEOPLE = ("user_id", "key_id")
+MEASURES = ("requests", "errors", "fallbacks", "retries", "prompt_tokens", "completion_tokens", "cached_tokens",
+            "cache_write_tokens", "reasoning_tokens", "cost_usd", "latency_ms")
+
+
+def fill_coarse_days(apps, schema_editor):
+    """The coarse daily tables for the days already in DailyUsage: `rollup_usage` builds only
+    the days it rolls from now on (their cache measures start at 0, as DailyUsage's do)."""
+    daily = apps.get_model("gateway", "DailyUsage")
+    for name, dims in (("DailyTargetUsage", TARGET), ("DailyPeopleUsage", PEOPLE)):
+        model = apps.get_model("gateway", name)
+        sums: dict = {}
+        for row in daily.objects.values("day", *dims, *MEASURES).iterator(chunk_size=5000):
+            ident = (row["day"], *(row[d] for d in dims))
+            into = sums.get(ident)
+            if into is None:
+                sums[ident] = into = {"day": row["day"], **{d: row[d] for d in dims}, **{m: 0 for m in MEASURES}}
+            for m in MEASURES:
+                into[m] += row[m]
+        model.objects.bulk_create([model(**row) for row in sums.values()], batch_size=1000)
+
 
 class Migration(migrations.Migration):
 
@@ -156,4 +178,5 @@ class Migration(migrations.Migration):
             model_name='dailypeopleusage',
             index=models.Index(fields=['user', 'day'], name='gateway_people_user_day'),
         ),
+        migrations.RunPython(fill_coarse_days, migrations.RunPython.noop),
     ]
