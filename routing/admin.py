@@ -1,5 +1,3 @@
-from datetime import timedelta
-
 from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
@@ -39,28 +37,6 @@ class RouteAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("targets__provider", "rules")
-
-    CACHE_DAYS = 7
-
-    def get_list_display(self, request):
-        """A response-cache hit-rate column, from the usage rollups: one aggregate per page
-        (grouped by route), not a query per row."""
-        from gateway.reports.queries import Filters, aggregate, now
-
-        moment = now()
-        stats = {row["route"]: row for row in aggregate(Filters(moment - timedelta(days=self.CACHE_DAYS),
-                                                                 moment), ("route",))}
-
-        @admin.display(description=f"cache hits ({self.CACHE_DAYS} d)")
-        def cache_hit_rate(obj):
-            row = stats.get(obj.name)
-            if not row or not row["requests"]:
-                return "-"
-            share = 100 * row["cache_hits"] / row["requests"]
-            return f"{share:.1f}% ({row['cache_hits']}/{row['requests']}), saved ${row['saved_usd']:.2f}"
-
-        display = list(super().get_list_display(request))
-        return [*display[:-1], cache_hit_rate, display[-1]]
 
     @admin.display(description="targets")
     def chain(self, obj):
