@@ -257,6 +257,31 @@ class RouteAdmin(RoutingRouteAdmin):
         count = purge_routes([r.name for r in queryset])
         self.message_user(request, f"{count} cached answer(s) purged.")
 
+    CACHE_DAYS = 7
+
+    def get_list_display(self, request):
+        """A response-cache hit-rate column, from the usage rollups: one aggregate per page
+        (grouped by route), not a query per row."""
+        from datetime import timedelta
+
+        from .reports.queries import Filters, aggregate, now
+
+        moment = now()
+        since = moment - timedelta(days=self.CACHE_DAYS)
+        rows = aggregate(Filters(since, moment), ("route",), measures=("requests", "cache_hits", "saved_usd"))
+        stats = {row["route"]: row for row in rows}
+
+        @admin.display(description=f"cache hits ({self.CACHE_DAYS} d)")
+        def cache_hit_rate(obj):
+            row = stats.get(obj.name)
+            if not row or not row["requests"]:
+                return "-"
+            share = 100 * row["cache_hits"] / row["requests"]
+            return f"{share:.1f}% ({row['cache_hits']}/{row['requests']}), saved ${row['saved_usd']:.2f}"
+
+        display = list(super().get_list_display(request))
+        return [*display[:-1], cache_hit_rate, display[-1]]  # before the "test" link
+
     def get_urls(self):
         return [path("tester/", self.admin_site.admin_view(self.tester_view), name="routing_route_tester")] \
             + super().get_urls()

@@ -137,31 +137,30 @@ class UsageRecord(models.Model):
                                                              "no upstream call, cost 0.")
     saved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0,
                                     help_text="A cache hit: what the cached answer cost when it was fetched.")
+    cache_saved_usd = models.DecimalField(
+        max_digits=14, decimal_places=8, default=0,
+        help_text="Provider-side prompt caching: the input's cost at the uncached input price minus its "
+                  "cost with cache reads and writes (negative: cache writes cost more than they saved).")
 
     class Meta:
         ordering = ["-created_at"]
         # Who may see everyone's spend (reports, usage API): an explicit permission,
         # assignable to a group, not is_staff alone (a provider editor is staff too).
         permissions = [("view_spend", "Can view spend reports and the usage API")]
-        # The admin's list filters and the reports' raw tail: each filter with the time order.
+        # The admin's list filters and the reports' raw tail: each filter with the time order
+        # (a route or provider alone would let SQLite's planner scan all of its rows).
         indexes = [models.Index(fields=[name, "created_at"])
-                   for name in ("user", "key", "status", "model", "session_id")]
+                   for name in ("user", "key", "status", "model", "session_id")] + [
+            models.Index(fields=[name, "created_at"], name=f"gateway_usage_{name}_time")
+            for name in ("route", "provider")]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
 
 
-class _Rollup(models.Model):
-    """Measures shared by the hourly and daily rollups. One row per bucket × user × key ×
-    route × provider × model × status; count_tokens estimates are left out (not requests)."""
+class _Measures(models.Model):
+    """The measures every rollup table carries (gateway.rollups.MEASURES)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="+")
-    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    route = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=100, blank=True)
-    model = models.CharField(max_length=200, blank=True)
-    status = models.PositiveSmallIntegerField(default=200)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     fallbacks = models.PositiveIntegerField(default=0, help_text="Served by another target than the first.")
@@ -173,6 +172,33 @@ class _Rollup(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     latency_ms = models.FloatField(default=0, help_text="Sum; divide by requests for the mean.")
+    cache_hits = models.PositiveIntegerField(default=0, help_text="Answered from the response cache.")
+    saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0,
+                                    help_text="Saved by response-cache hits.")
+    cache_saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0,
+                                          help_text="Saved by provider-side prompt caching.")
+
+    class Meta:
+        abstract = True
+
+
+class _Target(models.Model):
+    route = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField(default=200)
+
+    class Meta:
+        abstract = True
+
+
+class _Rollup(_Target, _Measures):
+    """Measures shared by the hourly and daily rollups. One row per bucket × user × key ×
+    route × provider × model × status; count_tokens estimates are left out (not requests)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         abstract = True
@@ -185,7 +211,9 @@ class HourlyUsage(_Rollup):
 
     class Meta:
         ordering = ["-hour"]
-        indexes = [models.Index(fields=["hour"])]
+        # The user with the time: a user or team filter (user IN …) reads only that range.
+        indexes = [models.Index(fields=["hour"]),
+                   models.Index(fields=["user", "hour"], name="gateway_hourly_user_hour")]
 
 
 class DailyUsage(_Rollup):
@@ -197,7 +225,32 @@ class DailyUsage(_Rollup):
 
     class Meta:
         ordering = ["-day"]
-        indexes = [models.Index(fields=["day", "user"])]
+        indexes = [models.Index(fields=["day", "user"]),
+                   models.Index(fields=["user", "day"], name="gateway_daily_user_day")]
+
+
+class DailyTargetUsage(_Target, _Measures):
+    """DailyUsage without user and key: per day × route × provider × model × status (a few
+    dozen rows a day). Long-range reports without a user, team or key filter read it."""
+
+    day = models.DateField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
+class DailyPeopleUsage(_Measures):
+    """DailyUsage without route, provider, model and status: per day × user × key. Long-range
+    people tables and budgets without a route, provider, model or status filter read it."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"]),
+                   models.Index(fields=["user", "day"], name="gateway_people_user_day")]
 
 
 class SessionUsage(models.Model):
@@ -211,12 +264,17 @@ class SessionUsage(models.Model):
     requests = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cache_saved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     first_at = models.DateTimeField()
     last_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["day"])]
+        indexes = [models.Index(fields=["day"]),
+                   models.Index(fields=["user", "day"], name="gateway_session_user_day")]
 
 
 class RollupState(models.Model):

@@ -70,16 +70,30 @@ class Price:
              cache_write_tokens: int = 0) -> float:
         """`input_tokens` counts every prompt token, cached and cache-written ones included
         (the canonical Usage convention)."""
-        rates: Price | Tier = self
-        for tier in reversed(self.tiers):
-            if input_tokens > tier.above:
-                rates = tier
-                break
+        rates = self._rates(input_tokens)
         uncached = max(input_tokens - cache_read_tokens - cache_write_tokens, 0)
         read = rates.cache_read if rates.cache_read is not None else rates.input
         write = rates.cache_write if rates.cache_write is not None else rates.input
         return (uncached * rates.input + cache_read_tokens * read + cache_write_tokens * write
                 + output_tokens * rates.output) / 1_000_000
+
+    def cache_saving(self, input_tokens: int, cache_read_tokens: int = 0,
+                     cache_write_tokens: int = 0) -> float:
+        """What provider-side prompt caching saved on this input against the uncached input
+        price: reads below it save, writes above it (Anthropic's 1.25x) cost; can be negative."""
+        if not cache_read_tokens and not cache_write_tokens:
+            return 0.0
+        rates = self._rates(input_tokens)
+        read = rates.cache_read if rates.cache_read is not None else rates.input
+        write = rates.cache_write if rates.cache_write is not None else rates.input
+        return (cache_read_tokens * (rates.input - read)
+                + cache_write_tokens * (rates.input - write)) / 1_000_000
+
+    def _rates(self, input_tokens: int) -> "Price | Tier":
+        for tier in reversed(self.tiers):
+            if input_tokens > tier.above:
+                return tier
+        return self
 
 
 UNKNOWN = Price(0.0, 0.0, source=UNPRICED)

@@ -102,14 +102,14 @@ def distinct_values() -> dict:
     cached for a minute (the rollups move once a minute at most)."""
     from django.core.cache import cache
 
-    from ..models import DailyUsage, HourlyUsage
+    from ..models import DailyTargetUsage, HourlyUsage
 
     out = cache.get("junction:reports:names")
     if out is not None:
         return out
     out = {}
     for name in ("route", "provider", "model"):
-        names = set(DailyUsage.objects.values_list(name, flat=True).distinct())
+        names = set(DailyTargetUsage.objects.values_list(name, flat=True).distinct())  # a few rows a day
         names |= set(
             HourlyUsage.objects.filter(hour__gte=now() - timedelta(days=2))
             .values_list(name, flat=True)

@@ -58,8 +58,22 @@ class Filters:
             q &= Q(status=int(self.status))
         return q
 
+    def dimensions(self) -> set[str]:
+        """The rollup dimensions these filters read."""
+        names = {"user_id"} if self.user or self.team else set()
+        names |= {"key_id"} if self.key else set()
+        return names | {name for name in ("route", "provider", "model", "status") if getattr(self, name)}
 
-def _parts(f: Filters, bucket: str | None):
+
+def daily_table(dims: set[str]):
+    """The smallest daily rollup holding every dimension in `dims`."""
+    for model, has in rollups.COARSE.items():
+        if dims <= set(has):
+            return model
+    return DailyUsage
+
+
+def _parts(f: Filters, bucket: str | None, group: tuple[str, ...] = ()):
     """(model, time field, lower, upper) segments covering [start, end)."""
     through = rollups.watermark() or f.start
     rolled_end = min(f.end, through)
@@ -69,7 +83,7 @@ def _parts(f: Filters, bucket: str | None):
         first_day = (start + DAY - timedelta(microseconds=1)).date() if start.hour else start.date()
         last_day = rolled_end.date()  # exclusive: days before the one `rolled_end` falls in are whole
         if bucket != "hour" and first_day < last_day:
-            parts.append((DailyUsage, "day", first_day, last_day))
+            parts.append((daily_table(set(group) | f.dimensions()), "day", first_day, last_day))
             day_lo, day_hi = rollups.day_start(first_day), rollups.day_start(last_day)
             if start < day_lo:
                 parts.append((HourlyUsage, "hour", start, day_lo))
@@ -81,11 +95,13 @@ def _parts(f: Filters, bucket: str | None):
     return parts
 
 
-def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None) -> list[dict]:
-    """Sums of every measure grouped by `group` (rollup dimension names: user_id, key_id,
-    route, provider, model, status) and optionally by "hour" or "day" (key `bucket`)."""
+def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None,
+              measures: tuple[str, ...] = MEASURES) -> list[dict]:
+    """Sums of `measures` (every one by default) grouped by `group` (rollup dimension names:
+    user_id, key_id, route, provider, model, status) and optionally by "hour" or "day" (key
+    `bucket`). Fewer measures cost less: thousands of rows × 14 measures is most of the time."""
     merged: dict[tuple, dict] = {}
-    for model, time_field, lo, hi in _parts(f, bucket):
+    for model, time_field, lo, hi in _parts(f, bucket, group):
         if lo >= hi:
             continue
         qs = model.objects.filter(**{f"{time_field}__gte": lo, f"{time_field}__lt": hi}).filter(f.q())
@@ -104,11 +120,12 @@ def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None
                 names.append("day")
         if model is UsageRecord:
             qs = rollups.with_first_attempt(rollups.billable(qs))
-            measures = rollups.raw_measures()
+            sums = rollups.raw_measures()
         else:
-            measures = rollups.rollup_measures()
+            sums = rollups.rollup_measures()
+        sums = {m: sums[m] for m in measures}
         # No grouping: one aggregate row (values() without names would group by every column).
-        rows = qs.values(*names).annotate(**measures).order_by() if names else [qs.aggregate(**measures)]
+        rows = qs.values(*names).annotate(**sums).order_by() if names else [qs.aggregate(**sums)]
         for row in rows:
             if "day" in row and "bucket" not in row:
                 row["bucket"] = row.pop("day")
@@ -118,14 +135,15 @@ def aggregate(f: Filters, group: tuple[str, ...] = (), bucket: str | None = None
                 merged[ident] = into = {n: row.get(n) for n in group}
                 if bucket:
                     into["bucket"] = _bucket_key(row["bucket"])
-                for m in MEASURES:
+                for m in measures:
                     into[m] = 0
-            for m in MEASURES:
+            for m in measures:
                 into[m] += row[m] or 0
     rows = list(merged.values())
+    floats = [m for m in (*rollups.MONEY, "latency_ms") if m in measures]
     for row in rows:
-        row["cost_usd"] = float(row["cost_usd"])
-        row["latency_ms"] = float(row["latency_ms"])
+        for name in floats:
+            row[name] = float(row[name])
     return rows
 
 
@@ -137,7 +155,7 @@ def _bucket_key(value):
 
 def totals(f: Filters) -> dict:
     rows = aggregate(f)
-    return rows[0] if rows else {m: 0 for m in MEASURES} | {"cost_usd": 0.0, "latency_ms": 0.0}
+    return rows[0] if rows else {m: 0 for m in MEASURES} | {m: 0.0 for m in (*rollups.MONEY, "latency_ms")}
 
 
 def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
@@ -153,6 +171,9 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
     last_day = min(f.end, through).date()
     merged: dict[str, dict] = {}
 
+    counts = ("requests", "prompt_tokens", "cached_tokens", "cache_hits")
+    money = rollups.MONEY
+
     def add(rows):
         for row in rows:
             into = merged.setdefault(
@@ -160,32 +181,43 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
                 {
                     "session_id": row["session_id"],
                     "user_id": row["user_id"],
-                    "requests": 0,
-                    "cost_usd": 0.0,
+                    **{name: 0 for name in counts},
+                    **{name: 0.0 for name in money},
                     "last_at": row["last_at"],
                 },
             )
-            into["requests"] += row["requests"]
-            into["cost_usd"] += float(row["cost_usd"] or 0)
+            for name in counts:
+                into[name] += row[name] or 0
+            for name in money:
+                into[name] += float(row[name] or 0)
             into["last_at"] = max(into["last_at"], row["last_at"])
 
+    as_float = {name: Sum(name, output_field=FloatField()) for name in money}
     raw_sum = dict(
         user_id=Max("user_id"),
         requests=Count("id"),
-        cost_usd=Sum("cost_usd", output_field=FloatField()),
+        prompt_tokens=Sum("prompt_tokens"),
+        cached_tokens=Sum("cached_tokens"),
+        cache_hits=Count("id", filter=Q(cache_hit=True)),
+        **as_float,
         last_at=Max("created_at"),
     )
     day_sum = dict(
         user_id=Max("user_id"),
-        requests=Sum("requests"),
-        cost_usd=Sum("cost_usd", output_field=FloatField()),
+        **{name: Sum(name) for name in counts},
+        **as_float,
         last_at=Max("last_at"),
     )
+    # SessionUsage of the watermark's own day holds its sessions up to the watermark: a range
+    # running to the watermark or past it reads that day from there too (not ~20 h of raw rows).
+    to_now = f.end >= through and first_day <= last_day
+    last_whole = last_day + DAY if to_now else last_day
     edges = [(f.start, f.end)]
     days = None
-    if first_day < last_day:
-        days = SessionUsage.objects.filter(day__gte=first_day, day__lt=last_day).filter(person.q())
-        edges = [(f.start, rollups.day_start(first_day)), (rollups.day_start(last_day), f.end)]
+    if first_day < last_whole:
+        days = SessionUsage.objects.filter(day__gte=first_day, day__lt=last_whole).filter(person.q())
+        edges = [(f.start, rollups.day_start(first_day)),
+                 (through if to_now else rollups.day_start(last_day), f.end)]
     edge_rows = []
     for lo, hi in edges:
         if lo < hi:
@@ -199,11 +231,12 @@ def top_sessions(f: Filters, limit: int = 10) -> list[dict]:
             )
     add(edge_rows)
     if days is not None:
-        top_days = days.values("session_id").annotate(**day_sum).order_by("-cost_usd")[:limit]
-        add(top_days)
-        seen = {row["session_id"] for row in top_days}
-        edge_ids = list({row["session_id"] for row in edge_rows} - seen)
-        for start in range(0, len(edge_ids), 500):  # their whole-day part too
+        # The top by cost alone (one sum per session), then every measure of those and of
+        # the edges' sessions (their whole-day part too).
+        top = days.values("session_id").annotate(cost=Sum("cost_usd")).order_by("-cost")[:limit]
+        top_ids = [row["session_id"] for row in top]
+        edge_ids = list(set(top_ids) | {row["session_id"] for row in edge_rows})
+        for start in range(0, len(edge_ids), 500):
             add(
                 days.filter(session_id__in=edge_ids[start : start + 500])
                 .values("session_id")
@@ -227,7 +260,7 @@ def budget_burn(now: datetime, *, user: int | None = None) -> list[dict]:
     for period in {b.period for b in budgets}:
         start = datetime.fromtimestamp(period_start(period, now.timestamp()), tz=dt_timezone.utc)
         f = Filters(start, now + timedelta(seconds=1))
-        for row in aggregate(f, ("user_id", "key_id")):
+        for row in aggregate(f, ("user_id", "key_id"), measures=("cost_usd",)):
             spent[(period, "user", row["user_id"])] = (
                 spent.get((period, "user", row["user_id"]), 0) + row["cost_usd"]
             )

@@ -37,20 +37,25 @@ class Names:
 
     def __init__(self, user_ids=(), key_ids=()) -> None:
         user_ids, key_ids = {i for i in user_ids if i}, {i for i in key_ids if i}
-        users = get_user_model().objects.filter(id__in=user_ids).prefetch_related("groups")
-        self.users = {u.id: u.username for u in users}
-        self.teams = {u.id: sorted(g.name for g in u.groups.all()) for u in users}
+        # Tuples, not model instances: a few hundred users and keys per page.
+        User = get_user_model()
+        self.users = dict(User.objects.filter(id__in=user_ids).values_list("id", "username"))
+        self.teams: dict = {}
+        memberships = User.groups.through.objects.filter(user_id__in=user_ids).order_by("group__name")
+        for user_id, team in memberships.values_list("user_id", "group__name"):
+            self.teams.setdefault(user_id, []).append(team)
         self.keys = {
-            k.id: (f"{k.prefix}… {k.name}".strip(), k.user_id)
-            for k in VirtualKey.objects.filter(id__in=key_ids)
+            key_id: (f"{prefix}… {name}".strip(), user_id)
+            for key_id, prefix, name, user_id in VirtualKey.objects.filter(id__in=key_ids).values_list(
+                "id", "prefix", "name", "user_id")
         }
 
     def user(self, user_id) -> str:
         return self.users.get(user_id, "-") if user_id else "(no user)"
 
-    def team(self, user_id) -> str:
-        teams = self.teams.get(user_id) or []
-        return teams[0] if teams else "(no team)"  # a user in several teams counts for the first
+    def teams_of(self, user_id) -> list[str]:
+        """Every team of a user: a user in several teams counts in each of them."""
+        return self.teams.get(user_id) or ["(no team)"]
 
     def key(self, key_id) -> str:
         return self.keys.get(key_id, ("-", None))[0] if key_id else "(no key)"
@@ -76,12 +81,19 @@ def _regroup(rows, names: tuple[str, ...]) -> list[dict]:
 
 
 def _rates(row: dict) -> dict:
+    """Rates of a table row (a session row has no errors, fallbacks or latency)."""
     requests = row["requests"] or 0
+    prompt = row.get("prompt_tokens") or 0
+    share = lambda name: 100 * (row.get(name) or 0) / requests if requests else 0  # noqa: E731
     return {
         **row,
-        "error_rate": 100 * row["errors"] / requests if requests else 0,
-        "fallback_rate": 100 * row["fallbacks"] / requests if requests else 0,
-        "mean_latency": row["latency_ms"] / requests if requests else 0,
+        "error_rate": share("errors"),
+        "fallback_rate": share("fallbacks"),
+        "mean_latency": (row.get("latency_ms") or 0) / requests if requests else 0,
+        # Response cache: requests the gateway answered itself; prompt cache: the provider's
+        # cache-read share of the input tokens.
+        "hit_rate": share("cache_hits"),
+        "prompt_cache_rate": 100 * (row.get("cached_tokens") or 0) / prompt if prompt else 0,
     }
 
 
@@ -93,11 +105,12 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
     """Everything on the overview page, as plain data (the JSON API returns it too).
     `top` cuts the top-N tables (None: every row, for the CSV exports)."""
     bucket = "hour" if f.end - f.start <= timedelta(days=2, minutes=1) else "day"
-    # One pass for the people and the targets tables (each key uses a few models).
-    cells = aggregate(f, ("user_id", "key_id", "provider", "model"))
-    people = _regroup(cells, ("user_id", "key_id"))
-    targets = _regroup(cells, ("provider", "model"))
-    series_rows = aggregate(f, (STACKS[stack],), bucket)
+    # People and targets apart: each reads its own small rollup (queries.daily_table).
+    people = aggregate(f, ("user_id", "key_id"))
+    routed = aggregate(f, ("route", "provider", "model"))
+    targets = _regroup(routed, ("provider", "model"))
+    routes = _regroup(routed, ("route",))
+    series_rows = aggregate(f, (STACKS[stack],), bucket, measures=("cost_usd",))  # the chart: cost only
     breakdown_rows = (
         aggregate(f, (BREAKDOWNS[by],) if BREAKDOWNS.get(by) else (), "day" if by == "day" else None)
         if by
@@ -129,12 +142,12 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         )
         _sum([row], into)
 
-    label = {"user": names.user, "team": names.team}.get(stack, lambda v: v or "-")
+    labels = {"user": lambda v: [names.user(v)], "team": names.teams_of}.get(stack, lambda v: [v or "-"])
     series: dict = {}
     for row in series_rows:
-        name = label(row[STACKS[stack]])
-        series.setdefault(name, {}).setdefault(row["bucket"], 0.0)
-        series[name][row["bucket"]] += row["cost_usd"]
+        for name in labels(row[STACKS[stack]]):  # a user in several teams: in each team's band
+            series.setdefault(name, {}).setdefault(row["bucket"], 0.0)
+            series[name][row["bucket"]] += row["cost_usd"]
     ranked = sorted(series, key=lambda n: -sum(series[n].values()))
     if len(ranked) > MAX_SERIES:  # the long tail in one band
         other = {}
@@ -153,8 +166,11 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
     for row in breakdown_rows:
         if by == "day":
             name = str(row["bucket"])
-        elif by in ("user", "team"):
-            name = (names.user if by == "user" else names.team)(row["user_id"])
+        elif by == "user":
+            name = names.user(row["user_id"])
+        elif by == "team":  # a user in several teams counts in each
+            breakdown += [{**row, "name": team} for team in names.teams_of(row["user_id"])]
+            continue
         elif by == "key":
             name = names.key(row["key_id"])
         else:
@@ -165,7 +181,9 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         for row in breakdown:
             into = merged.setdefault(row["name"], {"name": row["name"], **{m: 0 for m in rollups.MEASURES}})
             _sum([row], into)
-        breakdown = list(merged.values())
+        breakdown = [_rates(r) for r in merged.values()]
+    else:
+        breakdown = [_rates(r) for r in breakdown]
     breakdown.sort(
         key=(lambda r: r["name"]) if by == "day" else (lambda r: -r["cost_usd"]), reverse=by == "day"
     )
@@ -184,8 +202,11 @@ def overview_data(f: Filters, stack: str = "model", by: str = "", top: int | Non
         "users": sorted(users.values(), key=by_cost)[:top],
         "keys": sorted(keys, key=by_cost)[:top],
         "models": [_rates(r) for r in sorted(targets, key=by_cost)[:top]],
+        "routes": [_rates(r) for r in sorted(routes, key=lambda r: (-r["requests"], r["route"]))],
         "providers": [_rates(r) for r in sorted(providers.values(), key=by_cost)],
-        "sessions": [{**s, "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 1000)],
+        "sessions": [
+            {**_rates(s), "user": names.user(s["user_id"])} for s in top_sessions(f, limit=top or 1000)
+        ],
         "budgets": budget_burn(now()),
         "unpriced": unpriced_usage(since=f.start, until=f.end),
         "breakdown": breakdown,
@@ -210,6 +231,14 @@ def _buckets(f: Filters, bucket: str) -> list:
 
 def _label(value, bucket: str) -> str:
     return value.strftime("%m-%d %H:00") if bucket == "hour" else value.isoformat()
+
+
+CACHE_COLUMNS = ["cache_hits", "hit_rate_pct", "saved_usd", "prompt_cache_read_pct", "prompt_cache_saved_usd"]
+
+
+def _cache_cells(r: dict) -> list:
+    return [r["cache_hits"], round(r["hit_rate"], 2), round(r["saved_usd"], 8),
+            round(r["prompt_cache_rate"], 2), round(r["cache_saved_usd"], 8)]
 
 
 EXPORTS = {
@@ -240,6 +269,7 @@ EXPORTS = {
             "prompt_tokens",
             "completion_tokens",
             "cost_usd",
+            *CACHE_COLUMNS,
         ],
         lambda r: [
             r["provider"],
@@ -250,6 +280,7 @@ EXPORTS = {
             r["prompt_tokens"],
             r["completion_tokens"],
             r["cost_usd"],
+            *_cache_cells(r),
         ],
     ),
     "providers": (
@@ -277,8 +308,13 @@ EXPORTS = {
         ],
     ),
     "sessions": (
-        ["session", "user", "requests", "cost_usd", "last_at"],
-        lambda r: [r["session_id"], r["user"], r["requests"], r["cost_usd"], r["last_at"].isoformat()],
+        ["session", "user", "requests", "cost_usd", *CACHE_COLUMNS, "last_at"],
+        lambda r: [r["session_id"], r["user"], r["requests"], r["cost_usd"], *_cache_cells(r),
+                   r["last_at"].isoformat()],
+    ),
+    "routes": (
+        ["route", "requests", "cost_usd", *CACHE_COLUMNS],
+        lambda r: [r["route"], r["requests"], r["cost_usd"], *_cache_cells(r)],
     ),
     "budgets": (
         ["owner", "period", "spent_usd", "limit_usd", "percent", "projected_usd"],
@@ -476,10 +512,17 @@ def session_data(session_id: str, *, user_id: int | None = None) -> dict:
     if user_id is not None:
         rows = rows.filter(user_id=user_id)
     turns, running = [], 0.0
+    cache = {"hits": 0, "saved_usd": 0.0, "cache_saved_usd": 0.0, "cached_tokens": 0, "prompt_tokens": 0}
     for r in rows[:5000]:
         estimate = r.provider == "junction" and r.model == "o200k-estimate"
         running += 0 if estimate else float(r.cost_usd)
         turns.append({"r": r, "running": running, "estimate": estimate})
+        if not estimate:
+            cache["hits"] += r.cache_hit
+            cache["saved_usd"] += float(r.saved_usd)
+            cache["cache_saved_usd"] += float(r.cache_saved_usd)
+            cache["cached_tokens"] += r.cached_tokens
+            cache["prompt_tokens"] += r.prompt_tokens
     if not turns:
         raise Http404("no such session")
     return {
@@ -489,6 +532,8 @@ def session_data(session_id: str, *, user_id: int | None = None) -> dict:
         "first": turns[0]["r"],
         "last": turns[-1]["r"],
         "requests": sum(1 for t in turns if not t["estimate"]),
+        "cache": {**cache, "prompt_cache_rate": 100 * cache["cached_tokens"] / cache["prompt_tokens"]
+                  if cache["prompt_tokens"] else 0.0},
     }
 
 

@@ -85,6 +85,9 @@ def test_goose_conversation_cached_share_rises_turn_by_turn(gateway, alice, clau
                 + 0.3 * last.cached_tokens + 3.75 * last.cache_write_tokens
                 + 15.0 * last.completion_tokens) / 1e6
     assert float(last.cost_usd) == pytest.approx(expected, abs=1e-7)
+    # What the cache saved against the uncached input price is recorded with it (reports sum it).
+    saved = (2.7 * last.cached_tokens - 0.75 * last.cache_write_tokens) / 1e6
+    assert float(last.cache_saved_usd) == pytest.approx(saved, abs=1e-7) and saved > 0
     assert last.attempt_chain[0]["cache_breakpoints"] >= 2
 
 
@@ -113,6 +116,9 @@ def test_one_hour_ttl_marked_and_priced(gateway, alice, claude, fake_anthropic):
     expected = (3.0 * (rec.prompt_tokens - rec.cached_tokens - rec.cache_write_tokens)
                 + 0.3 * rec.cached_tokens + 6.0 * rec.cache_write_tokens + 15.0 * rec.completion_tokens) / 1e6
     assert float(rec.cost_usd) == pytest.approx(expected, abs=1e-7)
+    # One-hour writes cost twice the input price: the "saving" of a first write is negative.
+    saved = (2.7 * rec.cached_tokens - 3.0 * rec.cache_write_tokens) / 1e6
+    assert float(rec.cache_saved_usd) == pytest.approx(saved, abs=1e-7)
 
 
 def _anthropic_conversation(markers: bool) -> dict:

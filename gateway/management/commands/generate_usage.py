@@ -138,8 +138,17 @@ def _row(rng, request_id, moment, user_id, key_id, target, session) -> dict:
         endpoint, provider, model, chain = "count_tokens", "junction", "o200k-estimate", []
         completion = cached = 0
         attempts, input_price, output_price = 0, 0.0, 0.0
+    written = int((prompt - cached) * rng.uniform(0, 0.3)) if provider == "anthropic" and status == 200 else 0
     latency = rng.lognormvariate(8, 0.7) if status == 200 else rng.uniform(50, 30000)
-    cost = ((prompt - cached) * input_price + cached * input_price * 0.1 + completion * output_price) / 1e6
+    # Cache reads at a tenth of the input price, writes at 1.25 times (Anthropic's rates).
+    cost = ((prompt - cached - written) * input_price + cached * input_price * 0.1
+            + written * input_price * 1.25 + completion * output_price) / 1e6
+    cache_saved = (cached * input_price * 0.9 - written * input_price * 0.25) / 1e6
+    hit = status == 200 and attempts == 1 and rng.random() < 0.03  # the response cache answered
+    saved = cost if hit else 0.0
+    if hit:
+        cost = cache_saved = 0.0
+        latency, chain, attempts = rng.uniform(1, 5), [], 0
     return {
         "request_id": request_id,
         "created_at": moment,
@@ -159,7 +168,7 @@ def _row(rng, request_id, moment, user_id, key_id, target, session) -> dict:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "cached_tokens": cached,
-        "cache_write_tokens": 0,
+        "cache_write_tokens": written,
         "reasoning_tokens": 0,
         "usage_estimated": provider == "junction",
         "cost_usd": round(cost, 8),
@@ -169,4 +178,7 @@ def _row(rng, request_id, moment, user_id, key_id, target, session) -> dict:
         "attempt_chain": chain,
         "session_id": session,
         "client_disconnected": False,
+        "cache_hit": hit,
+        "saved_usd": round(saved, 8),
+        "cache_saved_usd": round(cache_saved, 8),
     }
