@@ -30,7 +30,7 @@ def fill_coarse_days(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('gateway', '0008_response_cache'),
+        ('gateway', '0010_stored_responses'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
