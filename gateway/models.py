@@ -99,7 +99,7 @@ class Budget(models.Model):
 class UsageRecord(models.Model):
     """One row per proxied request, written in batches off the hot path."""
 
-    request_id = models.CharField(max_length=40, unique=True)
+    request_id = models.CharField("request ID", max_length=40, unique=True)
     created_at = models.DateTimeField(db_index=True)
     key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -116,29 +116,29 @@ class UsageRecord(models.Model):
     stream = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField("cache-read tokens", default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
-    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    cost_usd = models.DecimalField("cost (USD)", max_digits=14, decimal_places=8, default=0)
     price_source = models.CharField(
         max_length=10, blank=True, db_index=True,
         choices=[(s, s) for s in ("admin", "provider", "database", "local", "unpriced")],
         help_text="Where cost_usd's price came from; unpriced: no known price, booked as $0 (a warning).")
-    latency_ms = models.FloatField(default=0)
-    ttft_ms = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField("latency (ms)", default=0)
+    ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     attempt_chain = models.JSONField(default=list, blank=True)
-    session_id = models.CharField(max_length=200, blank=True)
+    session_id = models.CharField("session ID", max_length=200, blank=True)
     client_disconnected = models.BooleanField(default=False)
     dropped_tools = models.JSONField(default=list, blank=True,
                                      help_text="Hosted tools left out of the upstream request (route policy).")
     cache_hit = models.BooleanField(default=False, help_text="Answered from the gateway's response cache: "
                                                              "no upstream call, cost 0.")
-    saved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0,
-                                    help_text="A cache hit: what the cached answer cost when it was fetched.")
+    saved_usd = models.DecimalField("saved by the response cache (USD)", max_digits=14, decimal_places=8,
+                                    default=0, help_text="A cache hit: what the cached answer cost when it was fetched.")
     cache_saved_usd = models.DecimalField(
-        max_digits=14, decimal_places=8, default=0,
+        "saved by prompt caching (USD)", max_digits=14, decimal_places=8, default=0,
         help_text="Provider-side prompt caching: the input's cost at the uncached input price minus its "
                   "cost with cache reads and writes (negative: cache writes cost more than they saved).")
 
