@@ -56,18 +56,24 @@ def post_goose(gateway, key: str, route: str, messages: list[dict], session: str
                       headers={"authorization": f"Bearer {key}", "agent-session-id": session})
 
 
-def test_goose_conversation_cached_share_rises_turn_by_turn(gateway, alice, claude, fake_anthropic):
-    route = world.unique("goose-claude")
-    world.route(route, [(claude, MODEL)])
-    session = "goose-" + uuid.uuid4().hex[:8]
+def play_goose(gateway, key: str, route: str, session: str, turns: int = 4) -> tuple[list, list]:
+    """Replay a Goose-shaped conversation: each turn's cached share of the prompt and request id."""
     shares, ids = [], []
-    for messages in goose_turns(4):
-        r = post_goose(gateway, alice, route, messages, session)
+    for messages in goose_turns(turns):
+        r = post_goose(gateway, key, route, messages, session)
         assert r.status_code == 200, r.text
         usage = r.json()["usage"]
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
         shares.append(cached / usage["prompt_tokens"])
         ids.append(r.headers["x-request-id"])
+    return shares, ids
+
+
+def test_goose_conversation_cached_share_rises_turn_by_turn(gateway, alice, claude, fake_anthropic):
+    route = world.unique("goose-claude")
+    world.route(route, [(claude, MODEL)])
+    session = "goose-" + uuid.uuid4().hex[:8]
+    shares, ids = play_goose(gateway, alice, route, session)
     sent = [rec.body for rec in fake_anthropic.requests]
     assert all(sum(1 for b in _blocks(body) if b.get("cache_control")) <= 4 for body in sent)
     print(shares, [[i for i, b in enumerate(_blocks(body)) if b.get("cache_control")] for body in sent])
@@ -223,14 +229,7 @@ def test_goose_conversation_through_bedrock_cached_share_rises_turn_by_turn(gate
     route = world.unique("goose-bedrock-cache")
     world.route(route, [(p, model)])
     session = "goose-brc-" + uuid.uuid4().hex[:6]
-    shares, ids = [], []
-    for messages in goose_turns(4):
-        r = post_goose(gateway, alice, route, messages, session)
-        assert r.status_code == 200, r.text
-        usage = r.json()["usage"]
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
-        shares.append(cached / usage["prompt_tokens"])
-        ids.append(r.headers["x-request-id"])
+    shares, ids = play_goose(gateway, alice, route, session)
     assert not fake_bedrock.rejected
     assert shares[0] == 0
     rising = [s for s in shares if s > 0]
