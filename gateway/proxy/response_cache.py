@@ -15,15 +15,19 @@ client codec's own stream encoder (the bytes a translated upstream stream gets).
 Request controls: `cache-control: no-store` or `x-gateway-cache: bypass` skip the cache
 both ways, `cache-control: no-cache` skips the lookup and stores the fresh answer.
 Response header `x-gateway-cache: hit | miss | bypass`. Identical requests in flight at
-once in one process make one upstream call: the others wait for it (single-flight).
+once make one upstream call: the others wait for it (single-flight), in one process, across
+processes through Redis, and across the workers of one `serve` without Redis through lock
+files in the data dir.
 A hit's UsageRecord has cache_hit, cost 0 and saved_usd = what the answer cost upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -141,6 +145,7 @@ class ResponseCache:
         self._backend = None
         self._snapshots = snapshots
         self._flights: dict[str, asyncio.Future] = {}
+        self._across = None  # see `across`
         self._writes: set[asyncio.Future] = set()  # stores in progress (a reference keeps them alive)
 
     @property
@@ -185,20 +190,34 @@ class ResponseCache:
                 slot.entry = await self._get(slot.key)
             if slot.entry is None and slot.key not in self._flights:
                 slot._flight = self._flights[slot.key] = asyncio.get_running_loop().create_future()
-                await self._across(slot)
+                await self._lead_across(slot)
         if slot.entry is not None:
             ctx.cache_status = "hit"
         return slot
 
-    async def _across(self, slot: Slot) -> None:
-        """Single-flight across processes (Redis only): the first process to take the key's
-        lock fetches the answer; the others wait for its entry (and release their own
-        followers once it is there) or, when the wait is over, go upstream themselves."""
-        backend = self.backend
-        if not isinstance(backend, RedisBackend):
+    @property
+    def across(self):
+        """Who arbitrates between processes: Redis, the host's lock files (several workers
+        without Redis), or nobody (one process)."""
+        if self._across is None:
+            backend = self.backend
+            if isinstance(backend, RedisBackend):
+                self._across = backend
+            elif settings.GATEWAY_WORKERS > 1:
+                self._across = HostFlights(settings.DATA_DIR / "cache-flights", self._get)
+            else:
+                self._across = False
+        return self._across
+
+    async def _lead_across(self, slot: Slot) -> None:
+        """Single-flight across processes: the first process to take the key's lock fetches
+        the answer; the others wait for its entry (and release their own followers once it
+        is there) or, when the wait is over, go upstream themselves."""
+        across = self.across
+        if not across:
             return
         try:
-            slot._lock, slot.entry = await backend.lead_or_wait(slot.key, CROSS_WAIT)
+            slot._lock, slot.entry = await across.lead_or_wait(slot.key, CROSS_WAIT)
         except Exception:  # a cache outage: this process fetches the answer itself
             log.exception("response cache: cross-process single-flight failed")
             return
@@ -207,7 +226,7 @@ class ResponseCache:
 
     async def unlock(self, key: str, token: str) -> None:
         try:
-            await self.backend.unlock(key, token)
+            await self.across.unlock(key, token)
         except Exception:  # it expires on its own
             log.exception("response cache: unlock failed")
 
@@ -539,6 +558,62 @@ class RedisBackend:
 
 # Deletes the lock only while it is still the caller's (an expired one may be another's now).
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class HostFlights:
+    """Single-flight across the workers of one host without Redis: the leader holds an
+    exclusive flock on a file named after the key in the data dir (released, and the file
+    removed, once its answer is stored; a worker that dies releases it with its descriptors).
+    Waiters poll the cache for the entry, as with Redis. Removing the file can let two
+    processes lead at once in a narrow race; each then checks the cache first, so at worst
+    a failed leader's key is fetched twice."""
+
+    def __init__(self, directory, get) -> None:
+        self.directory, self.get = directory, get
+        self._held: dict[str, tuple[int, str]] = {}  # token → (descriptor, path)
+
+    def _try_lock(self, path: str) -> int | None:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    async def lead_or_wait(self, key: str, wait: float) -> tuple[str | None, tuple | None]:
+        """The same contract as RedisBackend.lead_or_wait."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = str(self.directory / key[:64])
+        deadline = time.monotonic() + wait
+        while True:
+            fd = self._try_lock(path)
+            if fd is not None:
+                entry = await self.get(key)  # a leader may have stored it and left just now
+                if entry is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+                    return None, entry
+                token = f"{os.getpid()}:{fd}:{time.monotonic_ns()}"
+                self._held[token] = (fd, path)
+                return token, None
+            await asyncio.sleep(POLL_SECONDS)
+            entry = await self.get(key)
+            if entry is not None:
+                return None, entry
+            if time.monotonic() >= deadline:
+                return None, None
+
+    async def unlock(self, key: str, token: str) -> None:
+        fd, path = self._held.pop(token, (None, None))
+        if fd is None:
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _decoded(raw: bytes | str) -> tuple[bytes, dict]:

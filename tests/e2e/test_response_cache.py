@@ -198,6 +198,65 @@ def test_stampede_across_two_processes_with_redis_makes_one_upstream_call(redis_
     assert len({a.content for a in answers}) == 1
 
 
+@pytest.fixture(scope="module")
+def worker_pair():
+    """Two gateway processes as the workers of one `serve` without Redis: one data dir
+    (GATEWAY_WORKERS=2), the database backend."""
+    env = {"GATEWAY_WORKERS": "2", "GATEWAY_DATA_DIR": tempfile.mkdtemp(prefix="junction-rc-workers-")}
+    servers = [GatewayProcess(env), GatewayProcess(env)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_stampede_across_two_workers_without_redis_makes_one_upstream_call(worker_pair, alice, fake_openai):
+    """The same stampede as with Redis, between two workers sharing a data dir: the leader
+    holds the key's lock file, the other worker waits for the entry in the database."""
+    p = world.provider(fake_openai.url + "/v1", wire_api="chat")
+    route = cached_route([(p, "mock:first_delay=0.5")])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda server: chat(server, alice, route), worker_pair * 4))
+    assert all(a.status_code == 200 for a in answers)
+    assert sorted(a.headers["x-gateway-cache"] for a in answers) == ["hit"] * 7 + ["miss"]
+    assert len(fake_openai.requests) == 1
+    assert len({a.content for a in answers}) == 1
+
+
+def test_host_lock_files_hand_over_when_the_leader_stores_nothing(tmp_path):
+    """The lock-file protocol: a waiter gives up after its wait while the leader is silent,
+    takes over when the leader releases without an entry, and finds an entry stored meanwhile."""
+    import asyncio
+
+    from gateway.proxy.response_cache import HostFlights
+
+    stored: dict = {}
+
+    async def get(key):
+        return stored.get(key)
+
+    async def scenario():
+        a, b = HostFlights(tmp_path, get), HostFlights(tmp_path, get)
+        key = "ab" * 32
+        token, entry = await a.lead_or_wait(key, 1.0)
+        assert token and entry is None
+        started = time.monotonic()
+        assert await b.lead_or_wait(key, 0.3) == (None, None)
+        assert 0.25 < time.monotonic() - started < 2.0
+        waiter = asyncio.ensure_future(b.lead_or_wait(key, 5.0))
+        await asyncio.sleep(0.1)
+        await a.unlock(key, token)  # the leader failed: no entry
+        taken, entry = await asyncio.wait_for(waiter, 2.0)
+        assert taken and entry is None
+        other = asyncio.ensure_future(a.lead_or_wait(key, 5.0))
+        await asyncio.sleep(0.1)
+        stored[key] = (b"{}", {"cost": 0.5})
+        assert await asyncio.wait_for(other, 2.0) == (None, (b"{}", {"cost": 0.5}))
+        await b.unlock(key, taken)
+        assert list(tmp_path.iterdir()) == []
+
+    asyncio.run(scenario())
+
+
 def test_cross_process_wait_is_bounded_and_a_failed_leader_hands_over(redis_url):
     """The Redis lock protocol itself: a waiter gives up after its wait when the leader
     never stores; it takes over when the leader releases its lock without an entry."""
