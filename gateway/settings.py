@@ -169,6 +169,9 @@ GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
 GATEWAY_WORKERS = env.int("GATEWAY_WORKERS", default=1)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
+# Linux nice value of the usage writer thread (0: as the serving thread). Above 0 the kernel
+# prefers the event loop when both want the CPU (README, Tail latency).
+GATEWAY_USAGE_WRITER_NICE = env.int("GATEWAY_USAGE_WRITER_NICE", default=0)
 # Usage records held in memory for the writer; beyond this they are read back from the journal.
 GATEWAY_USAGE_QUEUE_MAX = env.int("GATEWAY_USAGE_QUEUE_MAX", default=50_000)
 # Output tokens reserved against a budget for a request that sets no max_tokens.

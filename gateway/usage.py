@@ -275,6 +275,12 @@ class UsageRecorder:
                 atexit.register(self.close)
 
     def _run(self) -> None:
+        nice = settings.GATEWAY_USAGE_WRITER_NICE
+        if nice:
+            try:  # Linux: a thread id is a valid PRIO_PROCESS target and only that thread changes
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            except OSError:
+                pass
         while not self._stop.is_set():
             self._stop.wait(self.interval)
             try:

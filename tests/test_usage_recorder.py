@@ -231,3 +231,21 @@ def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_th
                                       created_at__lt=at.replace(microsecond=891012)).exists()
     UsageRecorder._write([full])  # a replay: ON CONFLICT DO NOTHING
     assert stored(full["request_id"]) == 1
+
+
+def test_the_writer_threads_nice_value_changes_only_that_thread(make_recorder):
+    """GATEWAY_USAGE_WRITER_NICE: the kernel prefers the serving thread over the writer."""
+    from django.test import override_settings
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    with override_settings(GATEWAY_USAGE_WRITER_NICE=5):
+        r = make_recorder(writer=True)
+        r.start()
+        deadline = time.time() + 5
+        while time.time() < deadline and os.getpriority(os.PRIO_PROCESS, r._thread.native_id) != 5:
+            time.sleep(0.01)
+        # An absolute value; lowering it below the process's own needs privileges.
+        expected = 5 if base <= 5 or os.geteuid() == 0 else base
+        assert os.getpriority(os.PRIO_PROCESS, r._thread.native_id) == expected
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base
+    r.close()
