@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import quote
 
-from providers.codecs.canonical import Usage
+from providers.codecs.canonical import Usage, add_usage
 from providers.config import ModelInfo
 from providers.pricing import ADMIN, PROVIDER, UNKNOWN, Price
 from routing.table import KeyInfo
@@ -83,16 +83,10 @@ class RequestContext:
         """Book the current attempt (abandoned for the next candidate) into the record: its
         tokens and cost on its attempt-chain entry, and into the record's totals."""
         _bill_attempt(self.attempts[-1], usage, cost)
-        total = self.abandoned
-        if total is None:
+        if self.abandoned is None:
             self.abandoned, self.abandoned_source = usage, source
         else:
-            self.abandoned = Usage(
-                input_tokens=total.input_tokens + usage.input_tokens,
-                output_tokens=total.output_tokens + usage.output_tokens,
-                cache_read_tokens=total.cache_read_tokens + usage.cache_read_tokens,
-                cache_write_tokens=total.cache_write_tokens + usage.cache_write_tokens,
-                reasoning_tokens=total.reasoning_tokens + usage.reasoning_tokens, estimated=True)
+            self.abandoned = add_usage(self.abandoned, usage)
         self.abandoned_cost += cost
 
     def to_record(self) -> dict:
@@ -106,13 +100,7 @@ class RequestContext:
                 _bill_attempt(self.attempts[-1], usage, cost)
             else:
                 source = self.abandoned_source
-            done = self.abandoned
-            usage = Usage(
-                input_tokens=usage.input_tokens + done.input_tokens,
-                output_tokens=usage.output_tokens + done.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens + done.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens + done.cache_write_tokens,
-                reasoning_tokens=usage.reasoning_tokens + done.reasoning_tokens, estimated=True)
+            usage = add_usage(usage, self.abandoned)
             cost += self.abandoned_cost
         return {
             "request_id": self.request_id,

@@ -235,6 +235,15 @@ class StreamError:
 Event = Union[MessageStart, BlockStart, BlockDelta, BlockStop, MessageDelta, MessageStop, Ping, StreamError]
 
 
+def add_usage(a: Usage, b: Usage) -> Usage:
+    """Token counts of two attempts summed (an estimate: the cost is priced separately)."""
+    return Usage(input_tokens=a.input_tokens + b.input_tokens,
+                 output_tokens=a.output_tokens + b.output_tokens,
+                 cache_read_tokens=a.cache_read_tokens + b.cache_read_tokens,
+                 cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
+                 reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens, estimated=True)
+
+
 def merge_usage(into: Usage, update: Usage | None) -> Usage:
     """Take every non-zero field of `update` (streams report usage piecemeal)."""
     if update is None:
