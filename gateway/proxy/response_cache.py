@@ -570,6 +570,7 @@ class HostFlights:
 
     def __init__(self, directory, get) -> None:
         self.directory, self.get = directory, get
+        directory.mkdir(parents=True, exist_ok=True)
         self._held: dict[str, tuple[int, str]] = {}  # token → (descriptor, path)
 
     def _try_lock(self, path: str) -> int | None:
@@ -583,7 +584,6 @@ class HostFlights:
 
     async def lead_or_wait(self, key: str, wait: float) -> tuple[str | None, tuple | None]:
         """The same contract as RedisBackend.lead_or_wait."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = str(self.directory / key[:64])
         deadline = time.monotonic() + wait
         while True:
