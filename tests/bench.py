@@ -33,6 +33,8 @@ BODY = {"model": "mock", "messages": [{"role": "system", "content": "You are a c
 #: providers/upstream_client.py; `aiohttp`: tests/bench_clients/aiohttp_client.py swapped in)
 GATEWAYS = {"default": "gateway.daphne_main", "builtin": "gateway.daphne_main",
             "aiohttp": "tests.bench_clients.aiohttp_gateway"}
+#: --floor: pass-through servers without the gateway's work (tests/bench_clients/passthrough.py)
+FLOORS = {"floor-daphne": "bare Daphne pass-through", "floor-uvloop": "bare uvloop pass-through"}
 
 
 def pinned(core: int | None, cmd: list[str]) -> list[str]:
@@ -168,7 +170,7 @@ async def main(args) -> None:
     up_port = free_port()
     procs = []
     # One gateway process per upstream client: `--clients builtin,aiohttp` is the issue-17 A/B (README).
-    clients = args.clients.split(",")
+    clients = args.clients.split(",") + (list(FLOORS) if args.floor else [])
     try:
         procs.append(subprocess.Popen(pinned(1, [sys.executable, "-m", "tests.fakes.openai", str(up_port)]),
                                       cwd=ROOT, stdout=subprocess.DEVNULL))
@@ -183,11 +185,17 @@ async def main(args) -> None:
         gateways = {}  # client name -> (url, pid): one Daphne process per upstream client, same database
         for name in clients:
             port = free_port()
-            if name not in GATEWAYS:
+            if name not in GATEWAYS and name not in FLOORS:
                 raise SystemExit(f"unknown client {name} (one of {', '.join(GATEWAYS)})")
-            proc = subprocess.Popen(pinned(0, [sys.executable, "-m", GATEWAYS[name], "-b", "127.0.0.1",
-                                               "-p", str(port), "--verbosity", "0", "gateway.asgi:application"]),
-                                    cwd=ROOT, env=env)
+            if name == "floor-uvloop":
+                cmd = [sys.executable, "-m", "tests.bench_clients.passthrough", "uvloop", str(port)]
+            elif name == "floor-daphne":
+                cmd = [sys.executable, "-m", "tests.bench_clients.passthrough", "daphne", "-b", "127.0.0.1",
+                       "-p", str(port), "--verbosity", "0", "tests.bench_clients.passthrough:application"]
+            else:
+                cmd = [sys.executable, "-m", GATEWAYS[name], "-b", "127.0.0.1", "-p", str(port), "--verbosity", "0",
+                       "gateway.asgi:application"]
+            proc = subprocess.Popen(pinned(0, cmd), cwd=ROOT, env={**env, "BENCH_UPSTREAM": upstream})
             procs.append(proc)
             gateways[name] = (f"http://127.0.0.1:{port}", proc.pid)
         await wait_up(upstream + "/v1/models")
@@ -212,7 +220,7 @@ async def main(args) -> None:
             for name in order:
                 url, pid = gateways[name]
                 m = await measure(url + "/v1/chat/completions", gw_h, "fake", f"fake/{tok}", args, pid)
-                if anth_url:
+                if anth_url and name not in FLOORS:
                     before = cpu_seconds(pid)
                     srps, sres, serr = await throughput(url + "/v1/chat/completions", gw_h,
                                                         f"fake-anthropic/{tok}", True, 32, args.seconds)
@@ -325,7 +333,7 @@ def report(results: dict[str, list[dict]], clients: list[str]) -> None:
         ("gateway CPU per translated stream (ms)", lambda m: m.get("cpu_translated"), "{:.3f}"),
     ]
     names = ["direct"] + clients
-    heads = ["direct"] + [f"gateway ({n})" if n != "default" else "gateway" for n in names[1:]]
+    heads = ["direct"] + [FLOORS.get(n, f"gateway ({n})" if n != "default" else "gateway") for n in names[1:]]
     table = [[label] + [cell(n, fn, fmt) for n in names] for label, fn, fmt in rows]
     widths = [max(len(r[i]) for r in table + [["measure"] + heads]) for i in range(len(heads) + 1)]
     print(f"\n{len(results['direct'])} round(s); ranges are min-max over the rounds")
@@ -333,11 +341,23 @@ def report(results: dict[str, list[dict]], clients: list[str]) -> None:
     print("-|-".join("-" * w for w in widths))
     for r in table:
         print(" | ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
-    if len(clients) > 1:
+    gateways = [n for n in clients if n not in FLOORS]
+    if "floor-daphne" in clients:
+        # Within a round the gateway and the floor ran back to back: the difference is what the
+        # gateway's own work adds on the same server stack.
+        for key, label in (("cpu_json", "CPU per non-stream request"), ("cpu_stream", "CPU per 50-token stream")):
+            diffs = [a[key] - b[key] for a, b in zip(results[gateways[0]], results["floor-daphne"])]
+            print(f"gateway's own work, {label} (gateway - bare Daphne, per round, ms): "
+                  + ", ".join(f"{d:.3f}" for d in diffs))
+        for p in (50, 99):
+            diffs = [pct(a["c1"], p) - pct(b["c1"], p) for a, b in zip(results[gateways[0]], results["floor-daphne"])]
+            print(f"gateway's own work, non-stream c=1 p{p} (gateway - bare Daphne, per round, ms): "
+                  + ", ".join(f"{d:+.2f}" for d in diffs))
+    if len(gateways) > 1:
         # Within a round the gateways ran back to back: their ratio is steadier than the ranges.
-        base = clients[0]
+        base = gateways[0]
         for key, label in (("cpu_json", "non-stream"), ("cpu_stream", "stream"), ("cpu_translated", "translated")):
-            for other in clients[1:]:
+            for other in gateways[1:]:
                 pairs = [(a.get(key), b.get(key)) for a, b in zip(results[base], results[other])]
                 ratios = sorted(b / a for a, b in pairs if a and b)
                 if ratios:
@@ -413,6 +433,9 @@ if __name__ == "__main__":
                         help="also compare `serve --workers 1` with `--workers N` (throughput, latency, ratio)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections for the workers comparison")
     parser.add_argument("--cache", action="store_true", help="add the response-cache hit rows")
+    parser.add_argument("--floor", action="store_true",
+                        help="add two pass-through servers without the gateway's work (bare Daphne, bare "
+                             "uvloop), measured alike: the floor under the gateway's figures")
     parser.add_argument("--rss", type=int, default=0, metavar="N",
                         help="instead of the figures: the gateway's resident memory over N requests and "
                              "its usage rows (exactly one per request)")
