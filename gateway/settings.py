@@ -5,6 +5,7 @@ broker on the filesystem, local-memory cache, bound to 127.0.0.1."""
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -169,9 +170,18 @@ GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
 GATEWAY_WORKERS = env.int("GATEWAY_WORKERS", default=1)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
-# Linux nice value of the usage writer thread (0: as the serving thread). Above 0 the kernel
-# prefers the event loop when both want the CPU (README, Tail latency).
+# The usage writer thread's CPU priority (README, Tail latency): "idle" (Linux SCHED_IDLE: it
+# runs when the serving thread does not want the core, and a waking request preempts it at
+# once) or "normal", at GATEWAY_USAGE_WRITER_NICE (0: as the serving thread).
+GATEWAY_USAGE_WRITER_PRIORITY = env.str("GATEWAY_USAGE_WRITER_PRIORITY", default="idle")
+if GATEWAY_USAGE_WRITER_PRIORITY not in ("idle", "normal"):
+    raise ImproperlyConfigured("GATEWAY_USAGE_WRITER_PRIORITY must be idle or normal, "
+                               f"not {GATEWAY_USAGE_WRITER_PRIORITY!r}")
 GATEWAY_USAGE_WRITER_NICE = env.int("GATEWAY_USAGE_WRITER_NICE", default=0)
+# Longest a record may wait for the database because the writer gets no CPU (a saturated
+# core starves an idle-priority writer): beyond it the serving thread gives it the core,
+# 20 ms in every 100, until it has caught up.
+GATEWAY_USAGE_MAX_LAG_SECONDS = env.float("GATEWAY_USAGE_MAX_LAG_SECONDS", default=5.0)
 # Usage records held in memory for the writer; beyond this they are read back from the journal.
 GATEWAY_USAGE_QUEUE_MAX = env.int("GATEWAY_USAGE_QUEUE_MAX", default=50_000)
 # Output tokens reserved against a budget for a request that sets no max_tokens.

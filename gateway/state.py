@@ -81,6 +81,7 @@ class Gateway:
         self.draining = False
         self.expired = False
         self._access_log: Callable[[], None] | None = None
+        self._usage_guard: asyncio.Task | None = None  # UsageRecorder.guard: the writer never starves
         self.console = None  # the text access log around every HTTP request (gateway.access_log)
         self.recorder.listeners += [self.observe, self.events.publish]
         self.events.subscribe(self.live.publish)  # a flag test while no one watches
@@ -95,6 +96,7 @@ class Gateway:
         if self.running:
             return
         self.recorder.start()
+        self._usage_guard = asyncio.get_running_loop().create_task(self.recorder.guard(), name="usage-guard")
         self.upstream = create_client()
         self.limits.start()
         self.cluster.start()
@@ -112,6 +114,10 @@ class Gateway:
         self.live.stop()
         await self.cluster.stop()
         await self.limits.stop()
+        if self._usage_guard is not None:
+            self._usage_guard.cancel()
+            await asyncio.gather(self._usage_guard, return_exceptions=True)
+            self._usage_guard = None
         if self.upstream is not None:
             await self.upstream.close()  # idle connections; a request still in flight finishes
         # Joins the writer thread and flushes: off the event loop.

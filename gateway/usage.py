@@ -18,10 +18,17 @@ Every GATEWAY_USAGE_FLUSH_SECONDS the writer thread cuts the log into a segment 
   process adopts the logs of processes that are gone (their lock file is free).
 - The queue is bounded (GATEWAY_USAGE_QUEUE_MAX): beyond it records are only in the
   log, and the writer reads that segment back from disk.
+- The writer thread runs at idle CPU priority (GATEWAY_USAGE_WRITER_PRIORITY): a flush
+  holds the GIL for much of its tens of ms, and at normal priority requests arriving
+  during one waited for it (the largest source of the gateway's own p99, README, Tail
+  latency). A core kept busy by the serving thread would starve it, so `guard()`, on
+  the event loop, gives the writer the core for 20 ms in every 100 while a record has
+  waited longer than GATEWAY_USAGE_MAX_LAG_SECONDS (not while the database is down).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import fcntl
 import logging
@@ -241,6 +248,11 @@ class UsageRecorder:
         self.recorded = 0
         self.flushed_count = 0
         self._cut_count = 0
+        # Monotonic time of the oldest record not in the database: among those recorded
+        # since the last cut, and among those cut and being written (0.0: none).
+        self._waiting_since = 0.0
+        self._writing_since = 0.0
+        self.donated = 0  # times guard() gave the writer the core
 
     def record(self, fields: dict) -> None:
         if self._log is None:  # not started (a unit test): memory only until start()
@@ -252,6 +264,8 @@ class UsageRecorder:
             return
         line = _dumps(fields)
         with self._log_lock:
+            if not self._waiting_since:
+                self._waiting_since = time.monotonic()
             os.write(self._log.fd, line)
             self._log.written += 1
             self.recorded += 1
@@ -275,12 +289,9 @@ class UsageRecorder:
                 atexit.register(self.close)
 
     def _run(self) -> None:
-        nice = settings.GATEWAY_USAGE_WRITER_NICE
-        if nice:
-            try:  # Linux: a thread id is a valid PRIO_PROCESS target and only that thread changes
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-            except OSError:
-                pass
+        idle = settings.GATEWAY_USAGE_WRITER_PRIORITY == "idle"
+        if not self.set_priority(idle=idle) and idle:
+            log.info("usage writer at normal priority (SCHED_IDLE not available)")
         while not self._stop.is_set():
             self._stop.wait(self.interval)
             try:
@@ -293,6 +304,9 @@ class UsageRecorder:
         with self._log_lock:
             segment = self._log.cut() if self._log else None
             self._cut_count = self.recorded
+            if not self._writing_since:
+                self._writing_since = self._waiting_since
+            self._waiting_since = 0.0
             batch = []
             while True:
                 try:
@@ -331,7 +345,61 @@ class UsageRecorder:
                 self._down_since = None
             self.flushed_before = started
             self.flushed_count = self._cut_count
+            self._writing_since = 0.0
             return written
+
+    def lag(self, now: float | None = None) -> float:
+        """Seconds the oldest record not in the database has waited (0.0: none waits)."""
+        oldest = min((t for t in (self._writing_since, self._waiting_since) if t), default=0.0)
+        return ((time.monotonic() if now is None else now) - oldest) if oldest else 0.0
+
+    def starved(self, max_lag: float) -> bool:
+        """The writer lags for want of CPU (not because the database is down)."""
+        return self._down_since is None and self._thread is not None and self.lag() > max_lag
+
+    def set_priority(self, idle: bool) -> bool:
+        """The writer thread's policy: SCHED_IDLE, or normal at GATEWAY_USAGE_WRITER_NICE
+        (Linux; a thread id is a valid target and only that thread changes). False when
+        not possible: not Linux, or back from idle without CAP_SYS_NICE."""
+        thread = self._thread
+        if thread is None or thread.native_id is None:
+            return False
+        try:
+            if idle:
+                os.sched_setscheduler(thread.native_id, os.SCHED_IDLE, os.sched_param(0))
+            else:
+                os.sched_setscheduler(thread.native_id, os.SCHED_OTHER, os.sched_param(0))
+                if settings.GATEWAY_USAGE_WRITER_NICE:
+                    os.setpriority(os.PRIO_PROCESS, thread.native_id, settings.GATEWAY_USAGE_WRITER_NICE)
+            return True
+        except (AttributeError, OSError):
+            return False
+
+    async def guard(self, max_lag: float | None = None, tick: float = 0.1, give: float = 0.02) -> None:
+        """On the event loop, for the gateway's life: an idle-priority writer that has
+        lagged more than `max_lag` seconds for want of CPU goes back to normal priority
+        until it has caught up (this needs CAP_SYS_NICE, which root has); without it, the
+        loop blocks for `give` seconds every `tick` so that the writer runs. Requests in
+        flight then wait (the core is overloaded anyway), but usage reaches the database
+        within about `max_lag`, for budgets shared across processes and for reports."""
+        max_lag = settings.GATEWAY_USAGE_MAX_LAG_SECONDS if max_lag is None else max_lag
+        idle = settings.GATEWAY_USAGE_WRITER_PRIORITY == "idle"
+        raised = False
+        while True:
+            await asyncio.sleep(tick)
+            if not idle:
+                continue
+            if self.starved(max_lag):
+                if not raised:
+                    raised = self.set_priority(idle=False)
+                    if raised:
+                        log.warning("usage writer %.1fs behind: at normal priority until it catches up",
+                                    self.lag())
+                if not raised:
+                    self.donated += 1
+                    time.sleep(give)  # deliberately blocking: the point is to leave the core to the writer
+            elif raised and self.lag() <= max_lag / 2:
+                raised = not self.set_priority(idle=True)
 
     def consistent(self, read):
         """`read(flushed_count)` (a database query) while no flush is writing: the count it

@@ -233,12 +233,25 @@ def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_th
     assert stored(full["request_id"]) == 1
 
 
+def test_the_writer_thread_runs_at_idle_priority_and_only_that_thread(make_recorder):
+    """GATEWAY_USAGE_WRITER_PRIORITY=idle (the default): a waking request preempts a flush."""
+    r = make_recorder(writer=True)
+    r.start()
+    deadline = time.time() + 5
+    while time.time() < deadline and os.sched_getscheduler(r._thread.native_id) != os.SCHED_IDLE:
+        time.sleep(0.01)
+    assert os.sched_getscheduler(r._thread.native_id) == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    r.close()
+
+
 def test_the_writer_threads_nice_value_changes_only_that_thread(make_recorder):
-    """GATEWAY_USAGE_WRITER_NICE: the kernel prefers the serving thread over the writer."""
+    """GATEWAY_USAGE_WRITER_PRIORITY=normal with GATEWAY_USAGE_WRITER_NICE: the kernel
+    prefers the serving thread over the writer."""
     from django.test import override_settings
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    with override_settings(GATEWAY_USAGE_WRITER_NICE=5):
+    with override_settings(GATEWAY_USAGE_WRITER_PRIORITY="normal", GATEWAY_USAGE_WRITER_NICE=5):
         r = make_recorder(writer=True)
         r.start()
         deadline = time.time() + 5
@@ -248,4 +261,91 @@ def test_the_writer_threads_nice_value_changes_only_that_thread(make_recorder):
         expected = 5 if base <= 5 or os.geteuid() == 0 else base
         assert os.getpriority(os.PRIO_PROCESS, r._thread.native_id) == expected
     assert os.getpriority(os.PRIO_PROCESS, 0) == base
+    r.close()
+
+
+def test_lag_is_how_long_the_oldest_record_not_in_the_database_has_waited(make_recorder):
+    r = make_recorder()
+    assert r.lag() == 0.0
+    r.record(fields())
+    time.sleep(0.05)
+    assert r.lag() >= 0.05
+    r._cut()  # cut, not yet written (a flush under way): still waiting
+    r.record(fields())
+    assert r.lag() >= 0.05
+    assert r.flush() == 2 and r.lag() == 0.0
+
+
+def test_a_writer_kept_from_the_database_is_not_starved(make_recorder, monkeypatch):
+    """While the database is down the writer is not short of CPU: the guard leaves it be."""
+    r = make_recorder()
+
+    def down(batch):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(UsageRecorder, "_write", staticmethod(down))
+    r.record(fields())
+    assert r.flush() == 0
+    time.sleep(0.06)
+    assert r.lag() > 0.05 and not r.starved(0.05)
+
+
+def _policy(r: UsageRecorder) -> int:
+    return os.sched_getscheduler(r._thread.native_id)
+
+
+def _started_idle(make_recorder) -> UsageRecorder:
+    r = make_recorder(writer=True)  # the flush window is an hour: this writer never catches up alone
+    r.start()
+    deadline = time.time() + 5
+    while time.time() < deadline and _policy(r) != os.SCHED_IDLE:
+        time.sleep(0.01)
+    assert _policy(r) == os.SCHED_IDLE
+    return r
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a thread from SCHED_IDLE needs CAP_SYS_NICE")
+def test_a_starved_idle_writer_runs_at_normal_priority_until_it_has_caught_up(make_recorder):
+    import asyncio
+
+    r = _started_idle(make_recorder)
+
+    async def scenario() -> None:
+        guard = asyncio.ensure_future(r.guard(max_lag=0.05, tick=0.01))
+        r.record(fields())
+        await asyncio.sleep(0.2)
+        assert _policy(r) == os.SCHED_OTHER and r.donated == 0
+        await asyncio.to_thread(r.flush)  # caught up
+        await asyncio.sleep(0.1)
+        assert _policy(r) == os.SCHED_IDLE
+        guard.cancel()
+
+    asyncio.run(scenario())
+    r.close()
+
+
+def test_without_the_right_to_raise_it_the_loop_leaves_a_starved_writer_the_core(make_recorder, monkeypatch):
+    """Unprivileged (no CAP_SYS_NICE): the event loop blocks for `give` seconds every tick
+    while the writer is starved, and stops as soon as it has caught up."""
+    import asyncio
+
+    r = _started_idle(make_recorder)
+    monkeypatch.setattr(r, "set_priority", lambda idle: False)
+
+    async def scenario() -> None:
+        guard = asyncio.ensure_future(r.guard(max_lag=0.05, tick=0.01, give=0.03))
+        r.record(fields())
+        late = 0.0
+        for _ in range(30):
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            late = max(late, time.perf_counter() - started - 0.005)
+        assert r.donated > 0 and late >= 0.025  # the loop stood still for the writer
+        await asyncio.to_thread(r.flush)
+        donated = r.donated
+        await asyncio.sleep(0.1)
+        assert r.donated == donated
+        guard.cancel()
+
+    asyncio.run(scenario())
     r.close()
