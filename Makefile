@@ -50,7 +50,7 @@ lint: dev-venv
 
 ## Gateway vs. direct upstream, same run (see tests/bench.py).
 bench: dev-venv
-	$(PY) -m tests.bench --seconds 5 --requests 1000 --translated --workers $$(nproc) --rounds 3
+	$(PY) -m tests.bench --seconds 5 --requests 1000 --translated --floor --workers $$(nproc) --rounds 3
 
 clean:
 	rm -rf $(VENV) data

@@ -170,10 +170,12 @@ GATEWAY_METRICS_PUBLIC = env.bool("GATEWAY_METRICS_PUBLIC", default=False)
 GATEWAY_WORKERS = env.int("GATEWAY_WORKERS", default=1)
 GATEWAY_CLUSTER_SYNC_SECONDS = env.float("GATEWAY_CLUSTER_SYNC_SECONDS", default=1.0)
 GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5)
-# The usage writer thread's CPU priority (README, Tail latency): "idle" (Linux SCHED_IDLE: it
-# runs when the serving thread does not want the core, and a waking request preempts it at
-# once) or "normal", at GATEWAY_USAGE_WRITER_NICE (0: as the serving thread).
-GATEWAY_USAGE_WRITER_PRIORITY = env.str("GATEWAY_USAGE_WRITER_PRIORITY", default="idle")
+# The usage writer thread's CPU priority (README, Tail latency): "normal", at
+# GATEWAY_USAGE_WRITER_NICE (0: as the serving thread), or "idle" (Linux SCHED_IDLE: it runs
+# when nothing else wants the core). Idle is opt-in: it shortens the tail of a single worker
+# with a core of its own, but a writer descheduled while it holds the GIL stalls the serving
+# thread for hundreds of ms whenever other processes keep the cores busy (N workers, a build).
+GATEWAY_USAGE_WRITER_PRIORITY = env.str("GATEWAY_USAGE_WRITER_PRIORITY", default="normal")
 if GATEWAY_USAGE_WRITER_PRIORITY not in ("idle", "normal"):
     raise ImproperlyConfigured("GATEWAY_USAGE_WRITER_PRIORITY must be idle or normal, "
                                f"not {GATEWAY_USAGE_WRITER_PRIORITY!r}")

@@ -18,12 +18,15 @@ Every GATEWAY_USAGE_FLUSH_SECONDS the writer thread cuts the log into a segment 
   process adopts the logs of processes that are gone (their lock file is free).
 - The queue is bounded (GATEWAY_USAGE_QUEUE_MAX): beyond it records are only in the
   log, and the writer reads that segment back from disk.
-- The writer thread runs at idle CPU priority (GATEWAY_USAGE_WRITER_PRIORITY): a flush
-  holds the GIL for much of its tens of ms, and at normal priority requests arriving
-  during one waited for it (the largest source of the gateway's own p99, README, Tail
-  latency). A core kept busy by the serving thread would starve it, so `guard()`, on
-  the event loop, gives the writer the core for 20 ms in every 100 while a record has
-  waited longer than GATEWAY_USAGE_MAX_LAG_SECONDS (not while the database is down).
+- The writer thread can run at idle CPU priority (GATEWAY_USAGE_WRITER_PRIORITY=idle,
+  opt-in): a flush holds the GIL for much of its tens of ms, and at normal priority
+  requests arriving during one wait for it (the largest source of the gateway's own p99,
+  README, Tail latency). But an idle writer preempted while it holds the GIL leaves the
+  serving thread waiting until nothing else wants the core: hundreds of ms when other
+  processes keep the cores busy, hence not the default. A core kept busy by the serving
+  thread itself would starve it, so `guard()`, on the event loop, gives the writer the
+  core back while a record has waited longer than GATEWAY_USAGE_MAX_LAG_SECONDS (not
+  while the database is down).
 """
 
 from __future__ import annotations
@@ -376,19 +379,16 @@ class UsageRecorder:
             return False
 
     async def guard(self, max_lag: float | None = None, tick: float = 0.1, give: float = 0.02) -> None:
-        """On the event loop, for the gateway's life: an idle-priority writer that has
-        lagged more than `max_lag` seconds for want of CPU goes back to normal priority
-        until it has caught up (this needs CAP_SYS_NICE, which root has); without it, the
-        loop blocks for `give` seconds every `tick` so that the writer runs. Requests in
-        flight then wait (the core is overloaded anyway), but usage reaches the database
+        """On the event loop, for the gateway's life (started with an idle writer only): an
+        idle-priority writer that has lagged more than `max_lag` seconds for want of CPU goes
+        back to normal priority until it has caught up (this needs CAP_SYS_NICE, which root
+        has); without it, the loop blocks for `give` seconds every `tick` so that the writer
+        runs. Requests in flight then wait (the core is overloaded anyway), but usage reaches the database
         within about `max_lag`, for budgets shared across processes and for reports."""
         max_lag = settings.GATEWAY_USAGE_MAX_LAG_SECONDS if max_lag is None else max_lag
-        idle = settings.GATEWAY_USAGE_WRITER_PRIORITY == "idle"
         raised = False
         while True:
             await asyncio.sleep(tick)
-            if not idle:
-                continue
             if self.starved(max_lag):
                 if not raised:
                     raised = self.set_priority(idle=False)

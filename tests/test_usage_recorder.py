@@ -233,8 +233,26 @@ def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_th
     assert stored(full["request_id"]) == 1
 
 
-def test_the_writer_thread_runs_at_idle_priority_and_only_that_thread(make_recorder):
-    """GATEWAY_USAGE_WRITER_PRIORITY=idle (the default): a waking request preempts a flush."""
+@pytest.fixture
+def idle_priority():
+    """GATEWAY_USAGE_WRITER_PRIORITY=idle (opt-in) for the whole test: the writer thread
+    and guard() read it when they start."""
+    from django.test import override_settings
+
+    with override_settings(GATEWAY_USAGE_WRITER_PRIORITY="idle"):
+        yield
+
+
+def test_the_default_writer_runs_at_normal_priority(make_recorder):
+    r = make_recorder(writer=True)
+    r.start()
+    time.sleep(0.05)
+    assert os.sched_getscheduler(r._thread.native_id) == os.SCHED_OTHER
+    r.close()
+
+
+def test_the_writer_thread_runs_at_idle_priority_and_only_that_thread(make_recorder, idle_priority):
+    """GATEWAY_USAGE_WRITER_PRIORITY=idle: a waking request preempts a flush."""
     r = make_recorder(writer=True)
     r.start()
     deadline = time.time() + 5
@@ -305,7 +323,7 @@ def _started_idle(make_recorder) -> UsageRecorder:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="raising a thread from SCHED_IDLE needs CAP_SYS_NICE")
-def test_a_starved_idle_writer_runs_at_normal_priority_until_it_has_caught_up(make_recorder):
+def test_a_starved_idle_writer_runs_at_normal_priority_until_it_has_caught_up(make_recorder, idle_priority):
     import asyncio
 
     r = _started_idle(make_recorder)
@@ -324,7 +342,8 @@ def test_a_starved_idle_writer_runs_at_normal_priority_until_it_has_caught_up(ma
     r.close()
 
 
-def test_without_the_right_to_raise_it_the_loop_leaves_a_starved_writer_the_core(make_recorder, monkeypatch):
+def test_without_the_right_to_raise_it_the_loop_leaves_a_starved_writer_the_core(make_recorder, monkeypatch,
+                                                                                 idle_priority):
     """Unprivileged (no CAP_SYS_NICE): the event loop blocks for `give` seconds every tick
     while the writer is starved, and stops as soon as it has caught up."""
     import asyncio
