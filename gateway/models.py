@@ -101,14 +101,17 @@ class UsageRecord(models.Model):
 
     request_id = models.CharField("request ID", max_length=40, unique=True)
     created_at = models.DateTimeField(db_index=True)
-    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # No single-column indexes where a (column, created_at) index in Meta serves the same
+    # lookups: every index is one more B-tree insert per usage row (gateway.usage).
+    key = models.ForeignKey(VirtualKey, null=True, blank=True, on_delete=models.SET_NULL, db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             db_index=False)
     endpoint = models.CharField(max_length=40)
     requested_model = models.CharField(max_length=200, blank=True)
-    route = models.CharField(max_length=200, blank=True, db_index=True)
+    route = models.CharField(max_length=200, blank=True)
     rule = models.CharField(max_length=100, blank=True, help_text="Routing rule that chose the target.")
     candidates = models.JSONField(default=list, blank=True, help_text="Planned candidate chain.")
-    provider = models.CharField(max_length=100, blank=True, db_index=True)
+    provider = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
     status = models.PositiveSmallIntegerField()
     error_type = models.CharField(max_length=40, blank=True)
