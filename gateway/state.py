@@ -96,7 +96,7 @@ class Gateway:
         if self.running:
             return
         self.recorder.start()
-        if settings.GATEWAY_USAGE_WRITER_PRIORITY == "idle":  # a normal-priority writer cannot starve
+        if self.recorder.idle:  # a normal-priority writer cannot starve
             self._usage_guard = asyncio.get_running_loop().create_task(self.recorder.guard(),
                                                                        name="usage-guard")
         self.upstream = create_client()

@@ -256,6 +256,7 @@ class UsageRecorder:
         self._waiting_since = 0.0
         self._writing_since = 0.0
         self.donated = 0  # times guard() gave the writer the core
+        self.idle = settings.GATEWAY_USAGE_WRITER_PRIORITY == "idle"  # opt-in (gateway.settings)
 
     def record(self, fields: dict) -> None:
         if self._log is None:  # not started (a unit test): memory only until start()
@@ -292,8 +293,7 @@ class UsageRecorder:
                 atexit.register(self.close)
 
     def _run(self) -> None:
-        idle = settings.GATEWAY_USAGE_WRITER_PRIORITY == "idle"
-        if not self.set_priority(idle=idle) and idle:
+        if not self.set_priority(idle=self.idle) and self.idle:
             log.info("usage writer at normal priority (SCHED_IDLE not available)")
         while not self._stop.is_set():
             self._stop.wait(self.interval)
@@ -383,8 +383,9 @@ class UsageRecorder:
         idle-priority writer that has lagged more than `max_lag` seconds for want of CPU goes
         back to normal priority until it has caught up (this needs CAP_SYS_NICE, which root
         has); without it, the loop blocks for `give` seconds every `tick` so that the writer
-        runs. Requests in flight then wait (the core is overloaded anyway), but usage reaches the database
-        within about `max_lag`, for budgets shared across processes and for reports."""
+        runs. Requests in flight then wait (the core is overloaded anyway), but usage
+        reaches the database within about `max_lag`, for budgets shared across processes
+        and for reports."""
         max_lag = settings.GATEWAY_USAGE_MAX_LAG_SECONDS if max_lag is None else max_lag
         raised = False
         while True:

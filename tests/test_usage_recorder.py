@@ -235,8 +235,8 @@ def test_rows_prepared_without_the_orm_read_back_as_the_orm_would_have_stored_th
 
 @pytest.fixture
 def idle_priority():
-    """GATEWAY_USAGE_WRITER_PRIORITY=idle (opt-in) for the whole test: the writer thread
-    and guard() read it when they start."""
+    """GATEWAY_USAGE_WRITER_PRIORITY=idle (opt-in) for the whole test: a recorder reads
+    it when it is made."""
     from django.test import override_settings
 
     with override_settings(GATEWAY_USAGE_WRITER_PRIORITY="idle"):
